@@ -1,0 +1,37 @@
+//! Base64url as Key Vault uses it: no padding when we send; when we read, padding and the
+//! standard alphabet are tolerated too (a published spec example uses `+` and `/`).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Encodes bytes as unpadded base64url.
+pub fn encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes base64url, with or without padding, also accepting the standard alphabet.
+pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    let normalized: String = text
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    URL_SAFE_NO_PAD.decode(normalized)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lenient_decoding() {
+        assert_eq!(super::decode("AQAB").unwrap(), [1, 0, 1]);
+        assert_eq!(super::decode("-_8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(super::decode("+/8=").unwrap(), [0xfb, 0xff]);
+        assert!(super::decode("A").is_err());
+        assert!(super::decode("a b").is_err());
+        assert_eq!(super::encode(&[0xfb, 0xff]), "-_8");
+    }
+}

@@ -1,0 +1,439 @@
+//! Request builders: a key, an operation and options in; an `http::Request<Vec<u8>>` out.
+//! The URL is made only from a validated [`KeyId`], so nothing here can change its host.
+
+use std::fmt;
+
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request};
+use serde_json::json;
+
+use crate::algorithm::{EncryptAlgorithm, SignAlgorithm};
+use crate::b64;
+use crate::key_id::KeyId;
+use crate::token::AccessToken;
+
+/// The request type all builders produce.
+pub type HttpRequest = Request<Vec<u8>>;
+/// The response type all parsers take.
+pub type HttpResponse = http::Response<Vec<u8>>;
+
+/// A Key Vault REST `api-version`, such as `7.5` or `2025-07-01`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ApiVersion(String);
+
+impl ApiVersion {
+    /// The version used unless configured otherwise: the newest stable one.
+    pub const DEFAULT: &'static str = "2025-07-01";
+
+    /// Validates an api-version: `N.N` or `YYYY-MM-DD`, optionally `-preview`.
+    pub fn parse(value: &str) -> Result<ApiVersion, String> {
+        let base = value.strip_suffix("-preview").unwrap_or(value);
+        let dotted = base
+            .split_once('.')
+            .is_some_and(|(a, b)| is_digits(a, 1..=2) && is_digits(b, 1..=2));
+        let dated = {
+            let parts: Vec<&str> = base.split('-').collect();
+            parts.len() == 3
+                && is_digits(parts[0], 4..=4)
+                && is_digits(parts[1], 2..=2)
+                && is_digits(parts[2], 2..=2)
+        };
+        if dotted || dated {
+            Ok(ApiVersion(value.to_owned()))
+        } else {
+            Err(format!(
+                "invalid api-version {}: expected N.N (e.g. 7.5) or YYYY-MM-DD (e.g. 2025-07-01), optionally with -preview",
+                crate::key_id::shown(value)
+            ))
+        }
+    }
+
+    /// The version string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_digits(s: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    len.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Default for ApiVersion {
+    fn default() -> Self {
+        ApiVersion(Self::DEFAULT.to_owned())
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The operation to perform on a key.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyCall {
+    /// Fetch the key's public part and attributes.
+    GetKey,
+    /// Sign a digest.
+    Sign {
+        /// Algorithm.
+        alg: SignAlgorithm,
+        /// The digest (already sized for the algorithm).
+        digest: Vec<u8>,
+    },
+    /// Verify a signature remotely (the engine verifies locally; offered for completeness).
+    Verify {
+        /// Algorithm.
+        alg: SignAlgorithm,
+        /// Digest.
+        digest: Vec<u8>,
+        /// Signature in Key Vault's format (raw r||s for ECDSA).
+        signature: Vec<u8>,
+    },
+    /// Encrypt.
+    Encrypt {
+        /// Algorithm.
+        alg: EncryptAlgorithm,
+        /// Plaintext.
+        plaintext: Vec<u8>,
+    },
+    /// Decrypt.
+    Decrypt {
+        /// Algorithm.
+        alg: EncryptAlgorithm,
+        /// Ciphertext.
+        ciphertext: Vec<u8>,
+    },
+    /// Wrap a key.
+    WrapKey {
+        /// Algorithm.
+        alg: EncryptAlgorithm,
+        /// The key to wrap.
+        key: Vec<u8>,
+    },
+    /// Unwrap a key.
+    UnwrapKey {
+        /// Algorithm.
+        alg: EncryptAlgorithm,
+        /// The wrapped key.
+        wrapped: Vec<u8>,
+    },
+}
+
+impl KeyCall {
+    /// The operation's name as Key Vault's URL and `key_ops` spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyCall::GetKey => "get",
+            KeyCall::Sign { .. } => "sign",
+            KeyCall::Verify { .. } => "verify",
+            KeyCall::Encrypt { .. } => "encrypt",
+            KeyCall::Decrypt { .. } => "decrypt",
+            KeyCall::WrapKey { .. } => "wrapKey",
+            KeyCall::UnwrapKey { .. } => "unwrapKey",
+        }
+    }
+
+    fn body(&self) -> Option<serde_json::Value> {
+        Some(match self {
+            KeyCall::GetKey => return None,
+            KeyCall::Sign { alg, digest } => {
+                json!({"alg": alg.as_str(), "value": b64::encode(digest)})
+            }
+            KeyCall::Verify {
+                alg,
+                digest,
+                signature,
+            } => json!({
+                "alg": alg.as_str(),
+                "digest": b64::encode(digest),
+                "value": b64::encode(signature),
+            }),
+            KeyCall::Encrypt { alg, plaintext: v }
+            | KeyCall::Decrypt { alg, ciphertext: v }
+            | KeyCall::WrapKey { alg, key: v }
+            | KeyCall::UnwrapKey { alg, wrapped: v } => {
+                json!({"alg": alg.as_str(), "value": b64::encode(v)})
+            }
+        })
+    }
+}
+
+impl fmt::Debug for KeyCall {
+    /// Names the operation and sizes only: plaintexts and keys never reach logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyCall::GetKey => f.write_str("GetKey"),
+            KeyCall::Sign { alg, digest } => {
+                write!(f, "Sign({}, {} bytes)", alg.as_str(), digest.len())
+            }
+            KeyCall::Verify { alg, .. } => write!(f, "Verify({})", alg.as_str()),
+            KeyCall::Encrypt { alg, plaintext } => {
+                write!(f, "Encrypt({}, {} bytes)", alg.as_str(), plaintext.len())
+            }
+            KeyCall::Decrypt { alg, ciphertext } => {
+                write!(f, "Decrypt({}, {} bytes)", alg.as_str(), ciphertext.len())
+            }
+            KeyCall::WrapKey { alg, key } => {
+                write!(f, "WrapKey({}, {} bytes)", alg.as_str(), key.len())
+            }
+            KeyCall::UnwrapKey { alg, wrapped } => {
+                write!(f, "UnwrapKey({}, {} bytes)", alg.as_str(), wrapped.len())
+            }
+        }
+    }
+}
+
+/// A client request id (`x-ms-client-request-id`): the caller makes it unique (proto has
+/// no randomness); only characters safe in a header are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRequestId(String);
+
+impl ClientRequestId {
+    /// Keeps `[0-9A-Za-z-]`, at most 64 characters.
+    pub fn new(id: &str) -> ClientRequestId {
+        ClientRequestId(
+            id.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(64)
+                .collect(),
+        )
+    }
+
+    /// Formats a UUID-shaped id from 128 caller-supplied random or unique bits.
+    pub fn from_u128(bits: u128) -> ClientRequestId {
+        let h = format!("{bits:032x}");
+        ClientRequestId(format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        ))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Builds the request for `call` on `key`. With a token, the `Authorization` header is set
+/// and marked sensitive. Without one, the request is the unauthenticated first request that
+/// draws the service's 401 challenge.
+pub fn build_request(
+    key: &KeyId,
+    call: &KeyCall,
+    api_version: &ApiVersion,
+    request_id: &ClientRequestId,
+    token: Option<&AccessToken>,
+) -> HttpRequest {
+    let url = match call {
+        KeyCall::GetKey => key.url(),
+        other => format!("{}/{}", key.url(), other.name()),
+    };
+    let url = format!("{url}?api-version={}", api_version.as_str());
+    let body = call
+        .body()
+        .map(|b| serde_json::to_vec(&b).unwrap_or_default());
+    let method = if body.is_some() {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(url)
+        .header(ACCEPT, "application/json")
+        .header("x-ms-client-request-id", request_id.as_str())
+        .header("x-ms-return-client-request-id", "true");
+    if body.is_some() {
+        builder = builder.header(CONTENT_TYPE, "application/json");
+    }
+    let mut request = builder
+        .body(body.unwrap_or_default())
+        .expect("every part of the request was validated");
+    if let Some(value) = token.and_then(|t| t.authorization_header()) {
+        request.headers_mut().insert(AUTHORIZATION, value);
+    }
+    request
+}
+
+/// Adds or replaces the `Authorization` header of a request.
+pub fn authorize(request: &mut HttpRequest, token: &AccessToken) -> bool {
+    match token.authorization_header() {
+        Some(value) => {
+            request.headers_mut().insert(AUTHORIZATION, value);
+            true
+        }
+        None => {
+            request.headers_mut().remove(AUTHORIZATION);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Cloud, EndpointPolicy};
+    use std::time::{Duration, Instant};
+
+    fn key(s: &str) -> KeyId {
+        KeyId::parse(s, &EndpointPolicy::new(Cloud::Public)).unwrap()
+    }
+
+    fn id() -> ClientRequestId {
+        ClientRequestId::from_u128(0x0123456789abcdef0123456789abcdef)
+    }
+
+    #[test]
+    fn get_key_with_and_without_version() {
+        let r = build_request(
+            &key("vault:v12:k"),
+            &KeyCall::GetKey,
+            &ApiVersion::default(),
+            &id(),
+            None,
+        );
+        assert_eq!(r.method(), Method::GET);
+        assert_eq!(
+            r.uri().to_string(),
+            "https://v12.vault.azure.net/keys/k?api-version=2025-07-01"
+        );
+        assert!(r.body().is_empty());
+        assert!(r.headers().get(AUTHORIZATION).is_none());
+        assert_eq!(
+            r.headers()["x-ms-client-request-id"],
+            "01234567-89ab-cdef-0123-456789abcdef"
+        );
+        let r = build_request(
+            &key("vault:v12:k:0123456789abcdef0123456789abcdef"),
+            &KeyCall::GetKey,
+            &ApiVersion::parse("7.5").unwrap(),
+            &id(),
+            None,
+        );
+        assert_eq!(r.uri().path(), "/keys/k/0123456789abcdef0123456789abcdef");
+        assert_eq!(r.uri().query(), Some("api-version=7.5"));
+    }
+
+    #[test]
+    fn operation_bodies() {
+        let k = key("managedHsm:h12:k:0123456789abcdef0123456789abcdef");
+        let token = AccessToken::new("tok", Instant::now() + Duration::from_secs(60));
+        let cases = [
+            (
+                KeyCall::Sign {
+                    alg: SignAlgorithm::ES256,
+                    digest: vec![0xfb; 32],
+                },
+                "sign",
+                r#"{"alg":"ES256","value":"-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_s"}"#,
+            ),
+            (
+                KeyCall::Decrypt {
+                    alg: EncryptAlgorithm::RsaOaep256,
+                    ciphertext: vec![1, 2, 3],
+                },
+                "decrypt",
+                r#"{"alg":"RSA-OAEP-256","value":"AQID"}"#,
+            ),
+            (
+                KeyCall::Encrypt {
+                    alg: EncryptAlgorithm::Rsa1_5,
+                    plaintext: vec![1],
+                },
+                "encrypt",
+                r#"{"alg":"RSA1_5","value":"AQ"}"#,
+            ),
+            (
+                KeyCall::WrapKey {
+                    alg: EncryptAlgorithm::RsaOaep,
+                    key: vec![1],
+                },
+                "wrapKey",
+                r#"{"alg":"RSA-OAEP","value":"AQ"}"#,
+            ),
+            (
+                KeyCall::UnwrapKey {
+                    alg: EncryptAlgorithm::RsaOaep,
+                    wrapped: vec![1],
+                },
+                "unwrapKey",
+                r#"{"alg":"RSA-OAEP","value":"AQ"}"#,
+            ),
+            (
+                KeyCall::Verify {
+                    alg: SignAlgorithm::RS256,
+                    digest: vec![1],
+                    signature: vec![2],
+                },
+                "verify",
+                r#"{"alg":"RS256","digest":"AQ","value":"Ag"}"#,
+            ),
+        ];
+        for (call, op, body) in cases {
+            let r = build_request(&k, &call, &ApiVersion::default(), &id(), Some(&token));
+            assert_eq!(r.method(), Method::POST);
+            assert_eq!(
+                r.uri().to_string(),
+                format!(
+                    "https://h12.managedhsm.azure.net/keys/k/0123456789abcdef0123456789abcdef/{op}?api-version=2025-07-01"
+                )
+            );
+            let got: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+            let want: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(got, want, "{op}");
+            assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+            let auth = &r.headers()[AUTHORIZATION];
+            assert_eq!(auth, "Bearer tok");
+            assert!(auth.is_sensitive());
+            assert!(!format!("{r:?}").contains("tok\""));
+        }
+        let unversioned = build_request(
+            &key("vault:v12:k"),
+            &KeyCall::Sign {
+                alg: SignAlgorithm::RS256,
+                digest: vec![0; 32],
+            },
+            &ApiVersion::default(),
+            &id(),
+            None,
+        );
+        assert_eq!(unversioned.uri().path(), "/keys/k/sign");
+    }
+
+    #[test]
+    fn debug_of_calls_hides_data() {
+        let call = KeyCall::Encrypt {
+            alg: EncryptAlgorithm::RsaOaep,
+            plaintext: b"hunter2".to_vec(),
+        };
+        assert_eq!(format!("{call:?}"), "Encrypt(RSA-OAEP, 7 bytes)");
+    }
+
+    #[test]
+    fn api_versions() {
+        for ok in [
+            "7.4",
+            "7.5",
+            "7.6-preview",
+            "2025-07-01",
+            "2026-03-01-preview",
+        ] {
+            assert!(ApiVersion::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "7", "7.x", "2025-7-1", "7.5&x=1", "2025-07-01 "] {
+            assert!(ApiVersion::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_header_safe() {
+        assert_eq!(ClientRequestId::new("a b\r\nc-1").as_str(), "abc-1");
+    }
+}

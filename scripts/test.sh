@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command (README "Testing"). Runs on a fresh Debian 12 machine with the Rust
+# toolchain: installs what else it needs (as root, or through sudo), then checks formatting,
+# lints and every test. Everything it starts listens on loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the suites need. Installed only when missing.
+PACKAGES=(pkg-config libssl-dev openssl)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "== installing: ${missing[*]}"
+    SUDO=""
+    if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== all tests passed"
