@@ -273,7 +273,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// Splits `host[:port]` / `[v6][:port]` and validates both.
-fn parse_authority(authority: &str) -> Result<(String, Option<u16>), KeyIdError> {
+pub(crate) fn parse_authority(authority: &str) -> Result<(String, Option<u16>), KeyIdError> {
     let host_err = |rule: &'static str| KeyIdError::InvalidPart {
         part: KeyIdPart::Host,
         value: shown(authority),

@@ -60,6 +60,7 @@ mod algorithm;
 pub mod b64;
 mod challenge;
 mod cloud;
+pub mod credential;
 mod driver;
 mod ecdsa_der;
 mod key_id;
