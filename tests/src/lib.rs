@@ -1,0 +1,7 @@
+//! The offline test kit: a local Key Vault emulator and helpers shared by the suites.
+//!
+//! Nothing here may reach a non-loopback address: the emulator binds loopback only, and the
+//! helpers build clients whose every endpoint (vault and token) is the emulator or a mock.
+
+pub mod emulator;
+pub mod support;
