@@ -1,0 +1,230 @@
+//! ECDSA: an EC_KEY_METHOD whose signing goes to Key Vault for our keys (raw `r||s` turned
+//! into DER or an ECDSA_SIG), and a copy of OpenSSL's EC EVP_PKEY_METHOD (needed so that the
+//! engine can be attached to EC keys). Keys that are not ours use OpenSSL's own functions.
+
+use std::ffi::{c_int, c_uchar, c_uint};
+use std::sync::{Arc, OnceLock};
+
+use crate::errors::{EngineError, Reason, guard};
+use crate::ffi;
+use crate::keys::{self, KeyData, KeyKind};
+use crate::{log, state};
+
+struct Originals {
+    sign: ffi::EcSignFn,
+    sign_setup: ffi::EcSignSetupFn,
+    sign_sig: ffi::EcSignSigFn,
+    init: ffi::EcInitFn,
+    finish: ffi::EcFinishFn,
+    copy: ffi::EcCopyFn,
+    set_group: ffi::EcSetGroupFn,
+    set_private: ffi::EcSetPrivateFn,
+    set_public: ffi::EcSetPublicFn,
+}
+
+static ORIGINALS: OnceLock<Originals> = OnceLock::new();
+
+fn originals() -> &'static Originals {
+    ORIGINALS.get_or_init(|| {
+        let mut o = Originals {
+            sign: None,
+            sign_setup: None,
+            sign_sig: None,
+            init: None,
+            finish: None,
+            copy: None,
+            set_group: None,
+            set_private: None,
+            set_public: None,
+        };
+        // SAFETY: reading OpenSSL's built-in method.
+        unsafe {
+            let m = ffi::EC_KEY_OpenSSL();
+            ffi::EC_KEY_METHOD_get_sign(m, &mut o.sign, &mut o.sign_setup, &mut o.sign_sig);
+            ffi::EC_KEY_METHOD_get_init(
+                m,
+                &mut o.init,
+                &mut o.finish,
+                &mut o.copy,
+                &mut o.set_group,
+                &mut o.set_private,
+                &mut o.set_public,
+            );
+        }
+        o
+    })
+}
+
+/// OpenSSL's EC_KEY_METHOD with our signing, finish and copy.
+pub fn new_ec_key_method() -> *mut ffi::EC_KEY_METHOD {
+    let o = originals();
+    // SAFETY: creating and adjusting a fresh method.
+    unsafe {
+        let m = ffi::EC_KEY_METHOD_new(ffi::EC_KEY_OpenSSL());
+        if m.is_null() {
+            return m;
+        }
+        ffi::EC_KEY_METHOD_set_sign(m, Some(ec_sign), o.sign_setup, Some(ec_sign_sig));
+        ffi::EC_KEY_METHOD_set_init(
+            m,
+            o.init,
+            Some(ec_finish),
+            Some(ec_copy),
+            o.set_group,
+            o.set_private,
+            o.set_public,
+        );
+        m
+    }
+}
+
+/// A copy of OpenSSL's EC EVP_PKEY_METHOD.
+pub fn new_pkey_method() -> *mut ffi::EVP_PKEY_METHOD {
+    // SAFETY: creating and filling a fresh method.
+    unsafe {
+        let m = ffi::EVP_PKEY_meth_new(ffi::EVP_PKEY_EC, ffi::EVP_PKEY_FLAG_AUTOARGLEN);
+        if !m.is_null() {
+            ffi::EVP_PKEY_meth_copy(m, ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_EC));
+        }
+        m
+    }
+}
+
+/// Signs remotely; returns raw `r||s` and the field width.
+fn remote_sign(data: &KeyData, digest: &[u8]) -> Result<(Vec<u8>, akv_proto::Curve), EngineError> {
+    let KeyKind::Ec { curve } = data.kind else {
+        return Err(EngineError::new(
+            Reason::Internal,
+            "an EC callback got an RSA key",
+        ));
+    };
+    let (alg, hash) = akv_proto::ecdsa_sign(curve, digest)
+        .map_err(|e| EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
+    let started = std::time::Instant::now();
+    let runtime = state::runtime()?;
+    let raw = runtime.client.sign(&data.key, alg, &hash).map_err(|e| {
+        EngineError::new(Reason::Sign, format!("{} {}: {e}", data.key, alg.as_str()))
+    })?;
+    if raw.len() != 2 * curve.field_len() {
+        return Err(EngineError::new(
+            Reason::Sign,
+            format!(
+                "{}: the vault returned a {}-byte ECDSA signature, {} expected",
+                data.key,
+                raw.len(),
+                2 * curve.field_len()
+            ),
+        ));
+    }
+    log::debug(&format!(
+        "signed with {} {} in {:?}",
+        data.key,
+        alg.as_str(),
+        started.elapsed()
+    ));
+    Ok((raw, curve))
+}
+
+fn ours(key: *const ffi::EC_KEY) -> Option<Arc<KeyData>> {
+    keys::lookup(key.cast())
+}
+
+unsafe extern "C" fn ec_sign(
+    kind: c_int,
+    dgst: *const c_uchar,
+    dlen: c_int,
+    sig: *mut c_uchar,
+    siglen: *mut c_uint,
+    kinv: *const ffi::BIGNUM,
+    r: *const ffi::BIGNUM,
+    eckey: *mut ffi::EC_KEY,
+) -> c_int {
+    let Some(data) = ours(eckey) else {
+        return match originals().sign {
+            // SAFETY: OpenSSL's own function with the arguments it gave us.
+            Some(f) => unsafe { f(kind, dgst, dlen, sig, siglen, kinv, r, eckey) },
+            None => 0,
+        };
+    };
+    guard(c"ecdsa_sign", 0, || {
+        // SAFETY: dgst holds dlen bytes.
+        let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
+        let (raw, curve) = remote_sign(&data, digest)?;
+        let der = akv_proto::ecdsa_raw_to_der(curve, &raw)
+            .map_err(|e| EngineError::new(Reason::Sign, e.to_string()))?;
+        // SAFETY: valid key; the buffer OpenSSL gives holds ECDSA_size bytes.
+        let capacity = unsafe { ffi::ECDSA_size(eckey) }.max(0) as usize;
+        if der.len() > capacity {
+            return Err(EngineError::new(
+                Reason::BufferTooSmall,
+                format!("DER signature of {} bytes, buffer of {capacity}", der.len()),
+            ));
+        }
+        unsafe {
+            std::ptr::copy_nonoverlapping(der.as_ptr(), sig, der.len());
+            *siglen = der.len() as c_uint;
+        }
+        Ok(1)
+    })
+}
+
+unsafe extern "C" fn ec_sign_sig(
+    dgst: *const c_uchar,
+    dlen: c_int,
+    kinv: *const ffi::BIGNUM,
+    r: *const ffi::BIGNUM,
+    eckey: *mut ffi::EC_KEY,
+) -> *mut ffi::ECDSA_SIG {
+    let Some(data) = ours(eckey) else {
+        return match originals().sign_sig {
+            // SAFETY: as above.
+            Some(f) => unsafe { f(dgst, dlen, kinv, r, eckey) },
+            None => std::ptr::null_mut(),
+        };
+    };
+    guard(c"ecdsa_sign_sig", std::ptr::null_mut(), || {
+        let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
+        let (raw, curve) = remote_sign(&data, digest)?;
+        let w = curve.field_len();
+        // SAFETY: building a fresh ECDSA_SIG that takes the two numbers.
+        unsafe {
+            let sig = ffi::ECDSA_SIG_new();
+            let br = ffi::BN_bin2bn(raw.as_ptr(), w as c_int, std::ptr::null_mut());
+            let bs = ffi::BN_bin2bn(raw.as_ptr().add(w), w as c_int, std::ptr::null_mut());
+            if sig.is_null()
+                || br.is_null()
+                || bs.is_null()
+                || ffi::ECDSA_SIG_set0(sig, br, bs) != 1
+            {
+                ffi::BN_free(br);
+                ffi::BN_free(bs);
+                ffi::ECDSA_SIG_free(sig);
+                return Err(EngineError::new(
+                    Reason::Internal,
+                    "OpenSSL could not build an ECDSA_SIG",
+                ));
+            }
+            Ok(sig)
+        }
+    })
+}
+
+unsafe extern "C" fn ec_finish(eckey: *mut ffi::EC_KEY) {
+    keys::forget(eckey.cast());
+    if let Some(f) = originals().finish {
+        // SAFETY: OpenSSL's own finish.
+        unsafe { f(eckey) }
+    }
+}
+
+unsafe extern "C" fn ec_copy(dest: *mut ffi::EC_KEY, src: *const ffi::EC_KEY) -> c_int {
+    // A copy of one of our keys is one of our keys too.
+    if let Some(data) = ours(src) {
+        keys::register(dest.cast(), data);
+    }
+    match originals().copy {
+        // SAFETY: OpenSSL's own copy.
+        Some(f) => unsafe { f(dest, src) },
+        None => 1,
+    }
+}

@@ -1,0 +1,311 @@
+//! Loading a vault key into an `EVP_PKEY`: fetch it once, pin its version, build an RSA or EC
+//! key whose public half is real, remember which vault key backs it, and attach the engine
+//! so OpenSSL (>= 3.0.14 too) routes private-key operations to us.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, c_char, c_int};
+use std::sync::{Arc, Mutex};
+
+use akv_proto::{Curve, KeyId, PublicKey};
+
+use crate::errors::{EngineError, Reason};
+use crate::ffi;
+use crate::{log, state};
+
+/// The vault key behind an OpenSSL key object.
+#[derive(Debug)]
+pub struct KeyData {
+    /// The key, pinned to the version that was loaded.
+    pub key: KeyId,
+    /// What kind of key it is.
+    pub kind: KeyKind,
+}
+
+/// RSA or EC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA with this modulus size.
+    Rsa {
+        /// Bits.
+        bits: usize,
+    },
+    /// EC on this curve.
+    Ec {
+        /// Curve.
+        curve: Curve,
+    },
+}
+
+/// Vault keys by the address of their `RSA` / `EC_KEY` object. Looked up by object address
+/// rather than kept in ex_data: OpenSSL copies ex_data pointers when it duplicates a key,
+/// which would free ours twice.
+static REGISTRY: Mutex<Option<HashMap<usize, Arc<KeyData>>>> = Mutex::new(None);
+
+/// Registers the vault key of an object.
+pub fn register(object: *const std::ffi::c_void, data: Arc<KeyData>) {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(object as usize, data);
+}
+
+/// The vault key of an object, if it is one of ours.
+pub fn lookup(object: *const std::ffi::c_void) -> Option<Arc<KeyData>> {
+    if object.is_null() {
+        return None;
+    }
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()?
+        .get(&(object as usize))
+        .cloned()
+}
+
+/// Forgets an object (its `finish` callback).
+pub fn forget(object: *const std::ffi::c_void) {
+    if let Some(map) = REGISTRY.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        map.remove(&(object as usize));
+    }
+}
+
+/// Longest key string looked at, so that absurd input cannot cost time or memory.
+const MAX_INPUT: usize = 4096;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Reads the key string OpenSSL passes.
+///
+/// # Safety
+/// `id` is NULL or a NUL-terminated string.
+pub unsafe fn key_string<'a>(id: *const c_char) -> Result<&'a str, EngineError> {
+    if id.is_null() {
+        return Err(EngineError::new(
+            Reason::InvalidKeyId,
+            "no key identifier given: expected vault:NAME:KEY or managedHsm:NAME:KEY",
+        ));
+    }
+    // SAFETY: the caller promises a C string.
+    let bytes = unsafe { CStr::from_ptr(id) }.to_bytes();
+    if bytes.len() > MAX_INPUT {
+        return Err(EngineError::new(
+            Reason::InvalidKeyId,
+            format!("key identifier of {} bytes is too long", bytes.len()),
+        ));
+    }
+    std::str::from_utf8(bytes)
+        .map_err(|_| EngineError::new(Reason::InvalidKeyId, "key identifier is not valid UTF-8"))
+}
+
+/// Loads a vault key as an `EVP_PKEY` bound to `engine`.
+pub fn load(engine: *mut ffi::ENGINE, text: &str) -> Result<*mut ffi::EVP_PKEY, EngineError> {
+    let runtime = state::runtime()?;
+    let key = KeyId::parse(text, &runtime.policy)
+        .map_err(|e| EngineError::new(Reason::InvalidKeyId, e.to_string()))?;
+    let started = std::time::Instant::now();
+    let bundle = runtime
+        .client
+        .get_key(&key)
+        .map_err(|e| EngineError::new(Reason::KeyFetch, format!("{key}: {e}")))?;
+    bundle
+        .attributes
+        .check_usable(unix_now())
+        .map_err(|e| EngineError::new(Reason::UnusableKey, format!("{key}: {e}")))?;
+    // Pin the version GET returned, so every signature matches the public key loaded now.
+    let pinned = key.pinned_from_kid(&bundle.kid).map_err(|e| {
+        EngineError::new(
+            Reason::KeyFetch,
+            format!("{key}: the service returned an unexpected key id: {e}"),
+        )
+    })?;
+    let pkey = match &bundle.public_key {
+        PublicKey::Rsa { n, e } => {
+            if !(bundle.allows("sign") || bundle.allows("decrypt")) {
+                return Err(EngineError::new(
+                    Reason::UnusableKey,
+                    format!("{key}: key_ops allow neither sign nor decrypt"),
+                ));
+            }
+            let bits = bundle.public_key.rsa_bits().unwrap_or(0);
+            let data = Arc::new(KeyData {
+                key: pinned.clone(),
+                kind: KeyKind::Rsa { bits },
+            });
+            // SAFETY: engine is the live ENGINE OpenSSL handed to load_privkey.
+            unsafe { build_rsa(engine, n, e, data)? }
+        }
+        PublicKey::Ec { curve, x, y } => {
+            if !bundle.allows("sign") {
+                return Err(EngineError::new(
+                    Reason::UnusableKey,
+                    format!("{key}: key_ops do not allow sign"),
+                ));
+            }
+            let data = Arc::new(KeyData {
+                key: pinned.clone(),
+                kind: KeyKind::Ec { curve: *curve },
+            });
+            // SAFETY: as above.
+            unsafe { build_ec(engine, *curve, x, y, data)? }
+        }
+        PublicKey::Unsupported { reason } => {
+            return Err(EngineError::new(
+                Reason::UnusableKey,
+                format!("{key}: {reason}"),
+            ));
+        }
+    };
+    log::info(&format!(
+        "loaded {pinned} ({}) in {:?}",
+        bundle.kty,
+        started.elapsed()
+    ));
+    Ok(pkey)
+}
+
+struct Owned<T>(*mut T, unsafe fn(*mut T));
+
+impl<T> Owned<T> {
+    fn release(mut self) -> *mut T {
+        std::mem::replace(&mut self.0, std::ptr::null_mut())
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: the pointer came from the matching allocator and was not released.
+            unsafe { (self.1)(self.0) }
+        }
+    }
+}
+
+unsafe fn free_rsa(p: *mut ffi::RSA) {
+    unsafe { ffi::RSA_free(p) }
+}
+unsafe fn free_ec(p: *mut ffi::EC_KEY) {
+    unsafe { ffi::EC_KEY_free(p) }
+}
+unsafe fn free_pkey(p: *mut ffi::EVP_PKEY) {
+    unsafe { ffi::EVP_PKEY_free(p) }
+}
+unsafe fn free_bn(p: *mut ffi::BIGNUM) {
+    unsafe { ffi::BN_free(p) }
+}
+unsafe fn free_group(p: *mut ffi::EC_GROUP) {
+    unsafe { ffi::EC_GROUP_free(p) }
+}
+
+fn openssl_failed(what: &str) -> EngineError {
+    EngineError::new(Reason::Internal, format!("OpenSSL could not {what}"))
+}
+
+fn bignum(bytes: &[u8]) -> Result<Owned<ffi::BIGNUM>, EngineError> {
+    // SAFETY: pointer and length describe `bytes`.
+    let bn = unsafe { ffi::BN_bin2bn(bytes.as_ptr(), bytes.len() as c_int, std::ptr::null_mut()) };
+    if bn.is_null() {
+        Err(openssl_failed("allocate a number"))
+    } else {
+        Ok(Owned(bn, free_bn))
+    }
+}
+
+/// Wraps a key object in an `EVP_PKEY` that carries the engine.
+unsafe fn into_pkey(
+    engine: *mut ffi::ENGINE,
+    kind: c_int,
+    object: *mut std::ffi::c_void,
+    free_object: impl FnOnce(),
+) -> Result<*mut ffi::EVP_PKEY, EngineError> {
+    // SAFETY: plain allocation.
+    let pkey = Owned(unsafe { ffi::EVP_PKEY_new() }, free_pkey);
+    if pkey.0.is_null() {
+        free_object();
+        return Err(openssl_failed("allocate a key"));
+    }
+    // SAFETY: pkey and object are valid; on success pkey owns object.
+    if unsafe { ffi::EVP_PKEY_assign(pkey.0, kind, object) } != 1 {
+        free_object();
+        return Err(openssl_failed("assign the key"));
+    }
+    // SAFETY: valid pkey and engine. Without this, OpenSSL >= 3.0.14 would not route the
+    // key's operations to us unless the application called ENGINE_set_default.
+    if unsafe { ffi::EVP_PKEY_set1_engine(pkey.0, engine) } != 1 {
+        return Err(openssl_failed("attach the engine to the key"));
+    }
+    Ok(pkey.release())
+}
+
+unsafe fn build_rsa(
+    engine: *mut ffi::ENGINE,
+    n: &[u8],
+    e: &[u8],
+    data: Arc<KeyData>,
+) -> Result<*mut ffi::EVP_PKEY, EngineError> {
+    // SAFETY: engine is valid; RSA_new_method takes its own reference on it.
+    let rsa = Owned(unsafe { ffi::RSA_new_method(engine) }, free_rsa);
+    if rsa.0.is_null() {
+        return Err(openssl_failed("create an RSA key"));
+    }
+    let (bn_n, bn_e) = (bignum(n)?, bignum(e)?);
+    // SAFETY: on success the RSA owns both numbers.
+    if unsafe { ffi::RSA_set0_key(rsa.0, bn_n.0, bn_e.0, std::ptr::null_mut()) } != 1 {
+        return Err(openssl_failed("set the RSA public key"));
+    }
+    bn_n.release();
+    bn_e.release();
+    register(rsa.0 as *const _, data);
+    let raw = rsa.release();
+    // SAFETY: raw is a valid RSA; on failure it is freed by the closure.
+    unsafe { into_pkey(engine, ffi::EVP_PKEY_RSA, raw.cast(), || free_rsa(raw)) }
+}
+
+/// The OpenSSL curve NID of a curve.
+pub fn curve_nid(curve: Curve) -> c_int {
+    match curve {
+        Curve::P256 => ffi::NID_X9_62_PRIME256V1,
+        Curve::P384 => ffi::NID_SECP384R1,
+        Curve::P521 => ffi::NID_SECP521R1,
+        Curve::P256K => ffi::NID_SECP256K1,
+    }
+}
+
+unsafe fn build_ec(
+    engine: *mut ffi::ENGINE,
+    curve: Curve,
+    x: &[u8],
+    y: &[u8],
+    data: Arc<KeyData>,
+) -> Result<*mut ffi::EVP_PKEY, EngineError> {
+    // SAFETY: engine is valid; EC_KEY_new_method takes its own reference on it.
+    let ec = Owned(unsafe { ffi::EC_KEY_new_method(engine) }, free_ec);
+    if ec.0.is_null() {
+        return Err(openssl_failed("create an EC key"));
+    }
+    // SAFETY: plain calls on valid objects.
+    let group = Owned(
+        unsafe { ffi::EC_GROUP_new_by_curve_name(curve_nid(curve)) },
+        free_group,
+    );
+    if group.0.is_null() || unsafe { ffi::EC_KEY_set_group(ec.0, group.0) } != 1 {
+        return Err(openssl_failed(&format!("use the curve {curve}")));
+    }
+    let (bx, by) = (bignum(x)?, bignum(y)?);
+    // SAFETY: valid key and numbers (copied, not taken).
+    if unsafe { ffi::EC_KEY_set_public_key_affine_coordinates(ec.0, bx.0, by.0) } != 1 {
+        return Err(EngineError::new(
+            Reason::UnusableKey,
+            format!("the vault's {curve} public key is not a point on the curve"),
+        ));
+    }
+    register(ec.0 as *const _, data);
+    let raw = ec.release();
+    // SAFETY: raw is a valid EC_KEY; on failure it is freed by the closure.
+    unsafe { into_pkey(engine, ffi::EVP_PKEY_EC, raw.cast(), || free_ec(raw)) }
+}

@@ -1,0 +1,93 @@
+//! The engine's log: off by default; to stderr or a file; never secrets (nothing that could
+//! hold a token or plaintext is ever formatted into a log line).
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Log levels, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Nothing.
+    Off = 0,
+    /// Failures.
+    Error = 1,
+    /// Key loads and notable events.
+    Info = 2,
+    /// Every operation.
+    Debug = 3,
+}
+
+impl Level {
+    /// Parses `off`, `error`, `info`, `debug` (also `0`-`3`).
+    pub fn parse(value: &str) -> Option<Level> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "0" => Some(Level::Off),
+            "error" | "err" | "1" => Some(Level::Error),
+            "info" | "warn" | "2" => Some(Level::Info),
+            "debug" | "trace" | "3" => Some(Level::Debug),
+            _ => None,
+        }
+    }
+}
+
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+/// Sets the level and destination (`None` = stderr).
+pub fn configure(level: Level, file: Option<&str>) -> Result<(), String> {
+    let handle = match file {
+        Some(path) if !path.is_empty() => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open the log file {path}: {e}"))?,
+        ),
+        _ => None,
+    };
+    *FILE.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+    LEVEL.store(level as u8, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Whether messages of `level` are written.
+pub fn enabled(level: Level) -> bool {
+    level != Level::Off && LEVEL.load(Ordering::Relaxed) >= level as u8
+}
+
+fn write(level: Level, message: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let tag = match level {
+        Level::Error => "error",
+        Level::Info => "info",
+        _ => "debug",
+    };
+    let line = format!("e_akv[{}]: {tag}: {message}\n", std::process::id());
+    let mut file = FILE.lock().unwrap_or_else(|p| p.into_inner());
+    match file.as_mut() {
+        Some(f) => {
+            let _ = f.write_all(line.as_bytes());
+        }
+        None => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Logs a failure.
+pub fn error(message: &str) {
+    write(Level::Error, message);
+}
+
+/// Logs a notable event.
+pub fn info(message: &str) {
+    write(Level::Info, message);
+}
+
+/// Logs an operation.
+pub fn debug(message: &str) {
+    write(Level::Debug, message);
+}

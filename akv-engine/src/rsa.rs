@@ -1,0 +1,321 @@
+//! RSA: an EVP_PKEY_METHOD whose sign and decrypt go to Key Vault for our keys (the padding
+//! mode, digest and salt length are visible at this level), and an RSA_METHOD whose only
+//! jobs are to release our bookkeeping and to refuse raw private operations. Keys that are
+//! not ours fall through to OpenSSL's own functions untouched.
+
+use std::ffi::{c_int, c_uchar};
+use std::sync::OnceLock;
+
+use akv_proto::{Digest, PssSaltLen, RsaDecryptParams, RsaPadding, RsaSignParams};
+
+use crate::errors::{EngineError, Reason, guard};
+use crate::ffi;
+use crate::keys::{self, KeyData, KeyKind};
+use crate::{log, state};
+
+struct Originals {
+    sign: ffi::PkeySignFn,
+    decrypt: ffi::PkeyDecryptFn,
+    finish: ffi::RsaFinishFn,
+    priv_enc: ffi::RsaCryptFn,
+    priv_dec: ffi::RsaCryptFn,
+}
+
+static ORIGINALS: OnceLock<Originals> = OnceLock::new();
+
+fn originals() -> &'static Originals {
+    ORIGINALS.get_or_init(|| {
+        let (mut sign_init, mut sign, mut dec_init, mut decrypt) = (None, None, None, None);
+        // SAFETY: reading OpenSSL's built-in methods.
+        unsafe {
+            let pmeth = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_RSA);
+            ffi::EVP_PKEY_meth_get_sign(pmeth, &mut sign_init, &mut sign);
+            ffi::EVP_PKEY_meth_get_decrypt(pmeth, &mut dec_init, &mut decrypt);
+            let meth = ffi::RSA_PKCS1_OpenSSL();
+            Originals {
+                sign,
+                decrypt,
+                finish: ffi::RSA_meth_get_finish(meth),
+                priv_enc: ffi::RSA_meth_get_priv_enc(meth),
+                priv_dec: ffi::RSA_meth_get_priv_dec(meth),
+            }
+        }
+    })
+}
+
+/// A copy of OpenSSL's RSA EVP_PKEY_METHOD with our sign and decrypt.
+pub fn new_pkey_method() -> *mut ffi::EVP_PKEY_METHOD {
+    let _ = originals();
+    // SAFETY: creating and filling a fresh method. AUTOARGLEN makes OpenSSL answer size
+    // queries and check output buffer sizes before calling us.
+    unsafe {
+        let original = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_RSA);
+        let m = ffi::EVP_PKEY_meth_new(ffi::EVP_PKEY_RSA, ffi::EVP_PKEY_FLAG_AUTOARGLEN);
+        if m.is_null() {
+            return m;
+        }
+        ffi::EVP_PKEY_meth_copy(m, original);
+        let (mut sign_init, mut sign, mut dec_init, mut dec) = (None, None, None, None);
+        ffi::EVP_PKEY_meth_get_sign(original, &mut sign_init, &mut sign);
+        ffi::EVP_PKEY_meth_get_decrypt(original, &mut dec_init, &mut dec);
+        ffi::EVP_PKEY_meth_set_sign(m, sign_init, Some(pkey_sign));
+        ffi::EVP_PKEY_meth_set_decrypt(m, dec_init, Some(pkey_decrypt));
+        m
+    }
+}
+
+/// A copy of OpenSSL's RSA_METHOD for keys created by the engine.
+pub fn new_rsa_method() -> *mut ffi::RSA_METHOD {
+    let _ = originals();
+    // SAFETY: duplicating and adjusting a method.
+    unsafe {
+        let m = ffi::RSA_meth_dup(ffi::RSA_PKCS1_OpenSSL());
+        if m.is_null() {
+            return m;
+        }
+        ffi::RSA_meth_set1_name(m, c"e_akv RSA (Azure Key Vault)".as_ptr());
+        ffi::RSA_meth_set_finish(m, Some(rsa_finish));
+        ffi::RSA_meth_set_priv_enc(m, Some(rsa_priv_enc));
+        ffi::RSA_meth_set_priv_dec(m, Some(rsa_priv_dec));
+        m
+    }
+}
+
+unsafe fn key_of_ctx(ctx: *mut ffi::EVP_PKEY_CTX) -> Option<std::sync::Arc<KeyData>> {
+    // SAFETY: ctx is the live context OpenSSL called us with.
+    unsafe {
+        let pkey = ffi::EVP_PKEY_CTX_get0_pkey(ctx);
+        if pkey.is_null() || ffi::EVP_PKEY_get_base_id(pkey) != ffi::EVP_PKEY_RSA {
+            return None;
+        }
+        keys::lookup(ffi::EVP_PKEY_get0_RSA(pkey).cast())
+    }
+}
+
+unsafe fn md_of(
+    getter: unsafe extern "C" fn(*mut ffi::EVP_PKEY_CTX, *mut *const ffi::EVP_MD) -> c_int,
+    ctx: *mut ffi::EVP_PKEY_CTX,
+) -> Option<Digest> {
+    let mut md: *const ffi::EVP_MD = std::ptr::null();
+    // SAFETY: valid ctx; md is an out pointer.
+    if unsafe { getter(ctx, &mut md) } <= 0 || md.is_null() {
+        return None;
+    }
+    // SAFETY: md is a valid digest.
+    Some(Digest::from_openssl_nid(unsafe {
+        ffi::EVP_MD_get_type(md)
+    }))
+}
+
+fn bits_of(data: &KeyData) -> usize {
+    match data.kind {
+        KeyKind::Rsa { bits } => bits,
+        KeyKind::Ec { .. } => 0,
+    }
+}
+
+unsafe extern "C" fn pkey_sign(
+    ctx: *mut ffi::EVP_PKEY_CTX,
+    sig: *mut c_uchar,
+    siglen: *mut usize,
+    tbs: *const c_uchar,
+    tbslen: usize,
+) -> c_int {
+    // SAFETY: all pointers come from OpenSSL for this call.
+    let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
+        return match originals().sign {
+            Some(f) => unsafe { f(ctx, sig, siglen, tbs, tbslen) },
+            None => 0,
+        };
+    };
+    guard(c"rsa_sign", 0, || {
+        let size = bits_of(&data).div_ceil(8);
+        if sig.is_null() {
+            // SAFETY: siglen is valid.
+            unsafe { *siglen = size };
+            return Ok(1);
+        }
+        let mut padding = 0;
+        // SAFETY: valid ctx and out pointers.
+        unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
+        let padding = RsaPadding::from_openssl(padding);
+        let digest = unsafe { md_of(ffi::EVP_PKEY_CTX_get_signature_md, ctx) };
+        let (mut salt_len, mut mgf1) = (PssSaltLen::Digest, None);
+        if padding == RsaPadding::Pss {
+            let mut raw = -1;
+            unsafe { ffi::EVP_PKEY_CTX_get_rsa_pss_saltlen(ctx, &mut raw) };
+            salt_len = PssSaltLen::from_openssl(raw).unwrap_or(PssSaltLen::Bytes(u32::MAX));
+            mgf1 = unsafe { md_of(ffi::EVP_PKEY_CTX_get_rsa_mgf1_md, ctx) };
+        }
+        let params = RsaSignParams {
+            padding,
+            digest,
+            salt_len,
+            mgf1,
+            modulus_bits: bits_of(&data),
+        };
+        // SAFETY: tbs holds tbslen bytes.
+        let input = unsafe { std::slice::from_raw_parts(tbs, tbslen) };
+        let (alg, hash) = akv_proto::rsa_sign(&params, input).map_err(|e| {
+            EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key))
+        })?;
+        let started = std::time::Instant::now();
+        let runtime = state::runtime()?;
+        let signature = runtime.client.sign(&data.key, alg, &hash).map_err(|e| {
+            EngineError::new(Reason::Sign, format!("{} {}: {e}", data.key, alg.as_str()))
+        })?;
+        log::debug(&format!(
+            "signed with {} {} in {:?}",
+            data.key,
+            alg.as_str(),
+            started.elapsed()
+        ));
+        if signature.len() > size {
+            return Err(EngineError::new(
+                Reason::Sign,
+                format!(
+                    "{}: the vault returned a {}-byte signature for a {size}-byte key",
+                    data.key,
+                    signature.len()
+                ),
+            ));
+        }
+        // SAFETY: siglen holds the buffer size (checked by OpenSSL thanks to AUTOARGLEN,
+        // checked again here).
+        let capacity = unsafe { *siglen };
+        if capacity < size {
+            return Err(EngineError::new(
+                Reason::BufferTooSmall,
+                format!("signature buffer of {capacity} bytes, {size} needed"),
+            ));
+        }
+        // Left-pad to the modulus size, as RSA signatures are fixed-width.
+        let pad = size - signature.len();
+        unsafe {
+            std::ptr::write_bytes(sig, 0, pad);
+            std::ptr::copy_nonoverlapping(signature.as_ptr(), sig.add(pad), signature.len());
+            *siglen = size;
+        }
+        Ok(1)
+    })
+}
+
+unsafe extern "C" fn pkey_decrypt(
+    ctx: *mut ffi::EVP_PKEY_CTX,
+    out: *mut c_uchar,
+    outlen: *mut usize,
+    input: *const c_uchar,
+    inlen: usize,
+) -> c_int {
+    // SAFETY: all pointers come from OpenSSL for this call.
+    let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
+        return match originals().decrypt {
+            Some(f) => unsafe { f(ctx, out, outlen, input, inlen) },
+            None => 0,
+        };
+    };
+    guard(c"rsa_decrypt", 0, || {
+        let size = bits_of(&data).div_ceil(8);
+        if out.is_null() {
+            unsafe { *outlen = size };
+            return Ok(1);
+        }
+        let mut padding = 0;
+        unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
+        let padding = RsaPadding::from_openssl(padding);
+        let (mut oaep_digest, mut mgf1, mut label_len) = (None, None, 0);
+        if padding == RsaPadding::Oaep {
+            oaep_digest = unsafe { md_of(ffi::EVP_PKEY_CTX_get_rsa_oaep_md, ctx) };
+            mgf1 = unsafe { md_of(ffi::EVP_PKEY_CTX_get_rsa_mgf1_md, ctx) };
+            let mut label: *mut c_uchar = std::ptr::null_mut();
+            label_len =
+                unsafe { ffi::EVP_PKEY_CTX_get0_rsa_oaep_label(ctx, &mut label) }.max(0) as usize;
+        }
+        let alg = akv_proto::rsa_decrypt(&RsaDecryptParams {
+            padding,
+            oaep_digest,
+            mgf1,
+            label_len,
+        })
+        .map_err(|e| EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
+        let ciphertext = unsafe { std::slice::from_raw_parts(input, inlen) };
+        let runtime = state::runtime()?;
+        let plaintext = runtime
+            .client
+            .decrypt(&data.key, alg, ciphertext)
+            .map_err(|e| {
+                EngineError::new(
+                    Reason::Decrypt,
+                    format!("{} {}: {e}", data.key, alg.as_str()),
+                )
+            })?;
+        let capacity = unsafe { *outlen };
+        if plaintext.len() > capacity {
+            return Err(EngineError::new(
+                Reason::BufferTooSmall,
+                format!(
+                    "plaintext of {} bytes, buffer of {capacity}",
+                    plaintext.len()
+                ),
+            ));
+        }
+        unsafe {
+            std::ptr::copy_nonoverlapping(plaintext.as_ptr(), out, plaintext.len());
+            *outlen = plaintext.len();
+        }
+        log::debug(&format!("decrypted with {} {}", data.key, alg.as_str()));
+        Ok(1)
+    })
+}
+
+unsafe extern "C" fn rsa_finish(rsa: *mut ffi::RSA) -> c_int {
+    keys::forget(rsa.cast());
+    match originals().finish {
+        // SAFETY: OpenSSL's own finish for the same object.
+        Some(f) => unsafe { f(rsa) },
+        None => 1,
+    }
+}
+
+fn refuse_raw() -> c_int {
+    guard(c"rsa_private_raw", -1, || {
+        Err(EngineError::new(
+            Reason::NotPossibleRemotely,
+            "a raw RSA private operation (RSA_private_encrypt/decrypt) cannot be done by Key Vault; use the EVP_PKEY sign/decrypt API, which passes the padding and digest",
+        ))
+    })
+}
+
+unsafe extern "C" fn rsa_priv_enc(
+    flen: c_int,
+    from: *const c_uchar,
+    to: *mut c_uchar,
+    rsa: *mut ffi::RSA,
+    padding: c_int,
+) -> c_int {
+    if keys::lookup(rsa.cast()).is_some() {
+        return refuse_raw();
+    }
+    match originals().priv_enc {
+        // SAFETY: OpenSSL's own function with the arguments it gave us.
+        Some(f) => unsafe { f(flen, from, to, rsa, padding) },
+        None => -1,
+    }
+}
+
+unsafe extern "C" fn rsa_priv_dec(
+    flen: c_int,
+    from: *const c_uchar,
+    to: *mut c_uchar,
+    rsa: *mut ffi::RSA,
+    padding: c_int,
+) -> c_int {
+    if keys::lookup(rsa.cast()).is_some() {
+        return refuse_raw();
+    }
+    match originals().priv_dec {
+        // SAFETY: as above.
+        Some(f) => unsafe { f(flen, from, to, rsa, padding) },
+        None => -1,
+    }
+}

@@ -1,0 +1,161 @@
+//! The process's engine state: one key client (connection pool and token cache) shared by
+//! every thread. Built on first use, never at load time (no threads or sockets before a
+//! fork). After a fork the child notices the new pid and builds its own; the parent's state
+//! is deliberately leaked in the child, because dropping it would close (and send TLS
+//! close_notify on) sockets the parent still uses.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use akv_http_ureq::{KeyClient, ProxySetting, TokenProvider, Transport, TransportConfig};
+use akv_proto::credential::{ARC_HIMDS_FILE, CredentialInputs, SourceChoice, UserAssignedId};
+use akv_proto::{ApiVersion, Cloud, EndpointPolicy, OperationConfig};
+
+use crate::errors::{EngineError, Reason};
+use crate::{log, settings};
+
+/// Everything an operation needs.
+pub struct Runtime {
+    pid: u32,
+    generation: u64,
+    /// Where keys may live.
+    pub policy: EndpointPolicy,
+    /// The client.
+    pub client: KeyClient,
+}
+
+static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+
+/// The current runtime, building it when missing, stale after a settings change, or
+/// inherited from a parent process.
+pub fn runtime() -> Result<Arc<Runtime>, EngineError> {
+    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    let generation = settings::generation();
+    if let Some(current) = slot.as_ref() {
+        if current.pid == pid && current.generation == generation {
+            return Ok(current.clone());
+        }
+        if current.pid != pid {
+            // Forked: never touch the parent's sockets.
+            std::mem::forget(slot.take());
+            log::info("new process after fork: building fresh connections and token cache");
+        }
+    }
+    let built = Arc::new(build(pid, generation)?);
+    *slot = Some(built.clone());
+    Ok(built)
+}
+
+/// Drops the runtime (engine finish in the same process).
+pub fn reset() {
+    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    match slot.take() {
+        Some(r) if r.pid != std::process::id() => std::mem::forget(r),
+        other => drop(other),
+    }
+}
+
+fn setting_err(name: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::new(Reason::Setting, format!("{name}: {e}"))
+}
+
+fn millis(name: &str, default: u64) -> Result<Duration, EngineError> {
+    match settings::get(name) {
+        None => Ok(Duration::from_millis(default)),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|e| setting_err(name, e)),
+    }
+}
+
+fn build(pid: u32, generation: u64) -> Result<Runtime, EngineError> {
+    let level = settings::get("LOG_LEVEL")
+        .map(|v| log::Level::parse(&v).ok_or_else(|| setting_err("LOG_LEVEL", v)))
+        .transpose()?;
+    log::configure(
+        level.unwrap_or(log::Level::Off),
+        settings::get("LOG_FILE").as_deref(),
+    )
+    .map_err(|e| setting_err("LOG_FILE", e))?;
+
+    let cloud = match settings::get("CLOUD") {
+        Some(name) => Cloud::from_name(&name)
+            .ok_or_else(|| setting_err("CLOUD", format!("unknown cloud {name:?}")))?,
+        None => Cloud::Public,
+    };
+    let mut policy = EndpointPolicy::new(cloud);
+    if let Some(hosts) = settings::get("ALLOWED_HOSTS") {
+        policy = policy
+            .allow_hosts(&hosts)
+            .map_err(|e| setting_err("ALLOWED_HOSTS", e))?;
+    }
+    if let Some(endpoint) = settings::get("ENDPOINT") {
+        // Naming an endpoint explicitly is the operator's consent to send tokens there.
+        let authority = endpoint
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        policy = policy
+            .allow_host(authority)
+            .and_then(|p| p.with_endpoint_override(&endpoint))
+            .map_err(|e| setting_err("ENDPOINT", e))?;
+    }
+    let api_version = match settings::get("API_VERSION") {
+        Some(v) => ApiVersion::parse(&v).map_err(|e| setting_err("API_VERSION", e))?,
+        None => ApiVersion::default(),
+    };
+    let budget = millis("BUDGET_MS", 10_000)?;
+    let config = OperationConfig {
+        api_version,
+        budget,
+        request_timeout: millis("REQUEST_TIMEOUT_MS", 5_000)?,
+        ..OperationConfig::default()
+    };
+
+    let transport = Transport::new(&TransportConfig {
+        extra_ca_file: settings::get("CA_FILE").map(Into::into),
+        proxy: ProxySetting::FromEnv,
+        ..TransportConfig::default()
+    })
+    .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
+
+    let choice = match settings::get("CREDENTIAL") {
+        Some(v) => SourceChoice::parse(&v)
+            .ok_or_else(|| setting_err("CREDENTIAL", format!("unknown source {v:?}")))?,
+        None => SourceChoice::Auto,
+    };
+    let identity = settings::get("MI_CLIENT_ID")
+        .map(UserAssignedId::ClientId)
+        .or_else(|| settings::get("MI_OBJECT_ID").map(UserAssignedId::ObjectId))
+        .or_else(|| settings::get("MI_RESOURCE_ID").map(UserAssignedId::ResourceId));
+    let imds = settings::get("IMDS_ENDPOINT");
+    // The engine's IMDS setting is passed to the credential rules as the SDKs' own override.
+    let env = move |name: &str| -> Option<String> {
+        let value = std::env::var(name).ok();
+        if name == "AZURE_POD_IDENTITY_AUTHORITY_HOST" {
+            imds.clone().or(value)
+        } else {
+            value
+        }
+    };
+    let inputs = CredentialInputs {
+        env: &env,
+        arc_agent_installed: std::path::Path::new(ARC_HIMDS_FILE).exists(),
+        cloud,
+        identity,
+        cli_timeout: budget,
+    };
+    let source = inputs
+        .source(choice)
+        .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
+    log::info(&format!("credential source: {}", source.name()));
+    let tokens = Arc::new(TokenProvider::new(source, budget));
+    Ok(Runtime {
+        pid,
+        generation,
+        policy,
+        client: KeyClient::new(transport, tokens, config),
+    })
+}
