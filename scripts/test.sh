@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suites need. Installed only when missing.
-PACKAGES=(pkg-config libssl-dev openssl)
+PACKAGES=(pkg-config libssl-dev openssl gcc libc6-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -25,6 +25,9 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo build (the engine library must exist before the end-to-end tests run)"
+cargo build --workspace --locked
 
 echo "== cargo test"
 cargo test --workspace --locked

@@ -532,11 +532,22 @@ impl KeyId {
         if body.is_empty() {
             return Err(KeyIdError::Empty);
         }
-        check_characters(body)?;
         if strip_prefix_ci(body, "https://").is_some() || strip_prefix_ci(body, "http://").is_some()
         {
+            check_characters(body)?;
             return Self::parse_url(body, policy);
         }
+        // Name the wrong type before complaining about characters: `pkcs11:token=x` is
+        // best answered with "unknown key type".
+        let type_word = body.split(':').next().unwrap_or("");
+        if !(type_word.eq_ignore_ascii_case("vault")
+            || type_word.eq_ignore_ascii_case("managedhsm"))
+        {
+            return Err(KeyIdError::UnknownType {
+                found: shown(type_word),
+            });
+        }
+        check_characters(body)?;
         let parts: Vec<&str> = body.split(':').collect();
         let kind = if parts[0].eq_ignore_ascii_case("vault") {
             ServiceKind::Vault
@@ -839,6 +850,7 @@ mod tests {
             ("vault:myvault", "2 ':'-separated parts"),
             ("vault:myvault:k:v:x", "5 ':'-separated parts"),
             ("secret:myvault:k", "unknown key type"),
+            ("pkcs11:token=x;object=y", "unknown key type \"pkcs11\""),
             ("https://evil.com/keys/k", "not a Key Vault"),
             (
                 "https://myvault.vault.azure.net.evil.com/keys/k",

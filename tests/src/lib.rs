@@ -4,4 +4,5 @@
 //! helpers build clients whose every endpoint (vault and token) is the emulator or a mock.
 
 pub mod emulator;
+pub mod lab;
 pub mod support;

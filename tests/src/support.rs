@@ -51,3 +51,77 @@ pub fn digest_for(len: usize) -> MessageDigest {
         _ => panic!("no digest of {len} bytes"),
     }
 }
+
+/// The engine library built by cargo (`libe_akv.so`).
+pub fn engine_library() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let lib = target.join(profile).join("libe_akv.so");
+    assert!(
+        lib.exists(),
+        "{} is missing: build the engine first (cargo build -p akv-engine), as scripts/test.sh does",
+        lib.display()
+    );
+    lib.canonicalize().expect("engine path")
+}
+
+/// A folder holding `e_akv.so` (a link to the built library), for `OPENSSL_ENGINES`.
+pub fn engine_dir(base: &Path) -> PathBuf {
+    let dir = base.join("engines");
+    std::fs::create_dir_all(&dir).expect("engines dir");
+    let link = dir.join("e_akv.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(engine_library(), &link).expect("engine link");
+    dir
+}
+
+/// Environment variables that must not leak into the programs under test: proxies and
+/// real credentials would send traffic off this machine.
+pub const SCRUBBED_ENV: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IMDS_ENDPOINT",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "AZURE_CLI_ACCESS_TOKEN",
+    "OPENSSL_CONF",
+    "AKV_CLOUD",
+    "AKV_ALLOWED_HOSTS",
+    "AKV_ENDPOINT",
+    "AKV_API_VERSION",
+    "AKV_REQUEST_TIMEOUT_MS",
+    "AKV_BUDGET_MS",
+    "AKV_CREDENTIAL",
+    "AKV_MI_CLIENT_ID",
+    "AKV_MI_OBJECT_ID",
+    "AKV_MI_RESOURCE_ID",
+    "AKV_IMDS_ENDPOINT",
+    "AKV_CA_FILE",
+    "AKV_LOG_LEVEL",
+    "AKV_LOG_FILE",
+];
+
+/// A free loopback TCP port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

@@ -1,0 +1,120 @@
+/*
+ * Signs with an e_akv key from many threads at once, optionally after fork(), and verifies
+ * every signature locally with the exported public key.
+ *
+ *   sign_threads KEY PUBKEY.pem THREADS ROUNDS [FORKS]
+ *
+ * The engine is loaded by id (OPENSSL_ENGINES must point at e_akv.so); settings come from
+ * the AKV_* environment. With FORKS > 0 the key is loaded and used once in the parent, then
+ * FORKS children each run the threads (as nginx workers would) and the parent waits.
+ * Exit status 0 only if every signature verified.
+ */
+#include <openssl/engine.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static EVP_PKEY *key;
+static EVP_PKEY *pub;
+static int rounds;
+
+static int sign_and_verify(int n)
+{
+    unsigned char msg[64], sig[1024];
+    size_t siglen = sizeof(sig);
+    int ok = 0;
+    snprintf((char *)msg, sizeof(msg), "message %d from thread %lu", n, (unsigned long)pthread_self());
+    EVP_MD_CTX *s = EVP_MD_CTX_new(), *v = EVP_MD_CTX_new();
+    if (EVP_DigestSignInit(s, NULL, EVP_sha256(), NULL, key) == 1
+        && EVP_DigestSign(s, sig, &siglen, msg, strlen((char *)msg)) == 1
+        && EVP_DigestVerifyInit(v, NULL, EVP_sha256(), NULL, pub) == 1
+        && EVP_DigestVerify(v, sig, siglen, msg, strlen((char *)msg)) == 1)
+        ok = 1;
+    else
+        ERR_print_errors_fp(stderr);
+    EVP_MD_CTX_free(s);
+    EVP_MD_CTX_free(v);
+    return ok;
+}
+
+static void *worker(void *arg)
+{
+    long good = 0;
+    for (int i = 0; i < rounds; i++)
+        good += sign_and_verify(i);
+    return (void *)good;
+}
+
+static int run_threads(int threads)
+{
+    pthread_t t[64];
+    long total = 0;
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, worker, NULL);
+    for (int i = 0; i < threads; i++) {
+        void *good;
+        pthread_join(t[i], &good);
+        total += (long)good;
+    }
+    printf("pid %d: %ld of %d signatures verified\n", (int)getpid(), total, threads * rounds);
+    fflush(stdout);
+    return total == (long)threads * rounds ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s KEY PUBKEY.pem THREADS ROUNDS [FORKS]\n", argv[0]);
+        return 2;
+    }
+    int threads = atoi(argv[3]), forks = argc > 5 ? atoi(argv[5]) : 0;
+    rounds = atoi(argv[4]);
+    if (threads < 1 || threads > 64)
+        return 2;
+    ENGINE *e = ENGINE_by_id("e_akv");
+    if (e == NULL || ENGINE_init(e) != 1) {
+        ERR_print_errors_fp(stderr);
+        return 3;
+    }
+    key = ENGINE_load_private_key(e, argv[1], NULL, NULL);
+    FILE *f = fopen(argv[2], "r");
+    pub = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (key == NULL || pub == NULL) {
+        ERR_print_errors_fp(stderr);
+        return 4;
+    }
+    int status = 0;
+    if (forks == 0) {
+        status = run_threads(threads);
+    } else {
+        /* The parent uses the key once, so it holds a connection the children must not share. */
+        if (!sign_and_verify(-1))
+            return 5;
+        for (int i = 0; i < forks; i++) {
+            pid_t pid = fork();
+            if (pid == 0)
+                _exit(run_threads(threads));
+        }
+        for (int i = 0; i < forks; i++) {
+            int st;
+            wait(&st);
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                status = 1;
+        }
+        if (!sign_and_verify(-2))
+            status = 1;
+    }
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(pub);
+    ENGINE_finish(e);
+    ENGINE_free(e);
+    return status;
+}
