@@ -65,8 +65,13 @@ pub fn lookup(object: *const std::ffi::c_void) -> Option<Arc<KeyData>> {
 
 /// Forgets an object (its `finish` callback).
 pub fn forget(object: *const std::ffi::c_void) {
-    if let Some(map) = REGISTRY.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+    let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(map) = registry.as_mut() {
         map.remove(&(object as usize));
+        if map.is_empty() {
+            // Release the table itself, so nothing of ours outlives the last key.
+            *registry = None;
+        }
     }
 }
 

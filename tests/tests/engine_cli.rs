@@ -798,11 +798,11 @@ fn service_errors_reach_the_user() {
     );
 }
 
-fn c_program(dir: &Path) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/sign_threads.c");
-    let bin = dir.join("sign_threads");
+fn c_program(dir: &Path, name: &str) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
+    let bin = dir.join(name);
     let out = std::process::Command::new("cc")
-        .args(["-O1", "-Wall", "-o"])
+        .args(["-O1", "-g", "-Wall", "-Wno-deprecated-declarations", "-o"])
         .arg(&bin)
         .arg(&src)
         .args(["-lcrypto", "-lpthread"])
@@ -819,7 +819,7 @@ fn c_program(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn a_c_program_signs_from_8_threads_and_across_fork() {
     let (dir, lab) = private_lab("threads");
-    let bin = c_program(dir.path());
+    let bin = c_program(dir.path(), "sign_threads");
     for name in ["rsa2048", "p256"] {
         lab.emulator.reset_stats();
         let out = lab
@@ -871,5 +871,43 @@ fn a_c_program_signs_from_8_threads_and_across_fork() {
     assert_eq!(
         stats.token_requests, 4,
         "parent + 3 children each get a token: {stats:?}"
+    );
+}
+
+#[test]
+fn loading_signing_and_unloading_is_valgrind_clean() {
+    let (dir, lab) = private_lab("valgrind");
+    let bin = c_program(dir.path(), "load_cycles");
+    let supp = Path::new(env!("CARGO_MANIFEST_DIR")).join("valgrind.supp");
+    let out = lab
+        .command("valgrind")
+        .arg(format!("--suppressions={}", supp.display()))
+        .args([
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--error-exitcode=99",
+        ])
+        .arg(&bin)
+        .args([&key("p256"), &lab.public_pem("p256"), "3"])
+        .output()
+        .expect("valgrind runs (scripts/test.sh installs it)");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 of 3 cycles signed and verified"),
+        "{report}"
+    );
+    assert!(
+        out.status.success(),
+        "valgrind found memory errors or leaks:\n{report}"
+    );
+    assert!(
+        report.contains("definitely lost: 0 bytes")
+            || report.contains("All heap blocks were freed"),
+        "{report}"
+    );
+    assert_eq!(
+        lab.emulator.stats().token_requests,
+        3,
+        "each load cycle starts from scratch"
     );
 }
