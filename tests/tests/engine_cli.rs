@@ -906,8 +906,8 @@ fn loading_signing_and_unloading_is_valgrind_clean() {
         "{report}"
     );
     assert_eq!(
-        lab.emulator.stats().token_requests,
+        lab.emulator.stats().route("sign"),
         3,
-        "each load cycle starts from scratch"
+        "every cycle signed remotely"
     );
 }
