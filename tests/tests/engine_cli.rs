@@ -911,3 +911,65 @@ fn loading_signing_and_unloading_is_valgrind_clean() {
         "every cycle signed remotely"
     );
 }
+
+#[test]
+fn debug_logs_never_contain_the_token() {
+    let (_dir, mut lab) = private_lab("secrets");
+    let log = lab.path("e_akv.log");
+    lab.set_env("AKV_LOG_LEVEL", "debug");
+    lab.set_env("AKV_LOG_FILE", &log);
+    let dgst = digest_file(&lab, "secrets", "sha256");
+    let out = lab.ok(&[
+        "pkeyutl",
+        "-sign",
+        "-engine",
+        "e_akv",
+        "-keyform",
+        "engine",
+        "-inkey",
+        &key("rsa2048"),
+        "-in",
+        &dgst,
+        "-out",
+        &lab.path("s.sig"),
+        "-pkeyopt",
+        "digest:sha256",
+    ]);
+    // A failing operation too, so that error paths are logged.
+    let err = lab.fails(&[
+        "pkeyutl",
+        "-sign",
+        "-engine",
+        "e_akv",
+        "-keyform",
+        "engine",
+        "-inkey",
+        &key("missing"),
+        "-in",
+        &dgst,
+    ]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("debug: signed with vault:myvault:rsa2048"),
+        "{text}"
+    );
+    assert!(text.contains("error: cannot fetch the key"), "{text}");
+    let tokens = lab.emulator.issued_tokens();
+    assert!(!tokens.is_empty());
+    for token in tokens {
+        for (what, haystack) in [
+            ("log", text.as_str()),
+            ("stderr", &String::from_utf8_lossy(&out.stderr)),
+            ("error", err.as_str()),
+        ] {
+            assert!(
+                !haystack.contains(&token),
+                "the token appears in the {what}"
+            );
+            assert!(
+                !haystack.contains(&token[..12]),
+                "part of the token appears in the {what}"
+            );
+        }
+    }
+}

@@ -238,6 +238,11 @@ impl Emulator {
             .store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Every token issued and not yet revoked (for tests that prove tokens never leak).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.shared.tokens).keys().cloned().collect()
+    }
+
     /// Forgets every issued token (as if they were revoked).
     pub fn revoke_tokens(&self) {
         lock(&self.shared.tokens).clear();
