@@ -3,6 +3,7 @@
 //! Nothing here may reach a non-loopback address: the emulator binds loopback only, and the
 //! helpers build clients whose every endpoint (vault and token) is the emulator or a mock.
 
+pub mod backends;
 pub mod emulator;
 pub mod lab;
 pub mod support;

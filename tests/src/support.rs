@@ -21,7 +21,8 @@ impl TempDir {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
+        // A clean absolute path: some code under test (rightly) refuses `..` in paths.
+        TempDir(dir.canonicalize().expect("temp dir path"))
     }
 
     /// The path.

@@ -973,3 +973,70 @@ fn debug_logs_never_contain_the_token() {
         }
     }
 }
+
+#[test]
+fn azure_cli_and_static_tokens_through_the_engine() {
+    let dir = TempDir::new("engine-credentials");
+    let mut lab = Lab::start(dir.path(), &[("p256", "p256")], |c| {
+        c.accept_tokens = vec!["cli-token".into(), "static-token".into()];
+    });
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let az = bin.join("az");
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    std::fs::write(&az, format!("#!/bin/sh\necho '{{\"accessToken\":\"cli-token\",\"expires_on\":{expires},\"tokenType\":\"Bearer\"}}'\n")).unwrap();
+    let mut perms = std::fs::metadata(&az).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&az, perms).unwrap();
+    let dgst = digest_file(&lab, "cred", "sha256");
+    let check = |lab: &Lab, tag: &str| {
+        let sig = lab.path(&format!("{tag}.sig"));
+        lab.ok(&[
+            "pkeyutl",
+            "-sign",
+            "-engine",
+            "e_akv",
+            "-keyform",
+            "engine",
+            "-inkey",
+            &key("p256"),
+            "-in",
+            &dgst,
+            "-out",
+            &sig,
+        ]);
+        lab.ok(&[
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            &lab.public_pem("p256"),
+            "-in",
+            &dgst,
+            "-sigfile",
+            &sig,
+        ]);
+    };
+    lab.set_env("AKV_CREDENTIAL", "cli");
+    lab.set_env(
+        "PATH",
+        &format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    );
+    check(&lab, "cli");
+    lab.set_env("AKV_CREDENTIAL", "static");
+    lab.set_env("AZURE_CLI_ACCESS_TOKEN", "static-token");
+    check(&lab, "static");
+    assert_eq!(
+        lab.emulator.stats().token_requests,
+        0,
+        "IMDS was never asked"
+    );
+}

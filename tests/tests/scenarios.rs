@@ -4,14 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use akv_proto::credential::CredentialSource;
 use akv_proto::{
-    Cloud, EncryptAlgorithm, EndpointPolicy, Error, KeyCall, KeyId, OperationConfig, Output,
-    PublicKey, SignAlgorithm, TransportErrorKind, b64,
+    EncryptAlgorithm, Error, KeyCall, OperationConfig, Output, PublicKey, SignAlgorithm,
+    TransportErrorKind, b64,
 };
+use akv_tests::backends::{BACKENDS, Backend, Client};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -19,82 +19,15 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const VERSION: &str = "0123456789abcdef0123456789abcdef";
 const CHALLENGE: &str = r#"Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net""#;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Backend {
-    Ureq,
-    Hyper,
-}
-
-const BACKENDS: [Backend; 2] = [Backend::Ureq, Backend::Hyper];
-
-/// A client of either backend, pointed at one local server for everything.
-struct Client {
-    runtime: tokio::runtime::Runtime,
-    ureq: Option<akv_http_ureq::KeyClient>,
-    hyper: Option<akv_http_hyper::KeyClient>,
-    policy: EndpointPolicy,
-}
-
-impl Client {
-    fn new(backend: Backend, origin: &str, config: OperationConfig) -> Client {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let host = origin.trim_start_matches("http://");
-        let policy = EndpointPolicy::new(Cloud::Public)
-            .allow_host(host)
-            .unwrap()
-            .with_endpoint_override(origin)
-            .unwrap();
-        let credential = CredentialSource::imds(origin, None).unwrap();
-        let (mut ureq, mut hyper) = (None, None);
-        match backend {
-            Backend::Ureq => {
-                let transport = akv_http_ureq::Transport::new(&akv_http_ureq::TransportConfig {
-                    proxy: akv_http_ureq::ProxySetting::Direct,
-                    max_body_bytes: 1024 * 1024,
-                    ..Default::default()
-                })
-                .unwrap();
-                let tokens = Arc::new(akv_http_ureq::TokenProvider::new(
-                    credential,
-                    Duration::from_secs(5),
-                ));
-                ureq = Some(akv_http_ureq::KeyClient::new(transport, tokens, config));
-            }
-            Backend::Hyper => {
-                let _guard = runtime.enter();
-                let transport = akv_http_hyper::Transport::new(&akv_http_hyper::TransportConfig {
-                    proxy: akv_http_hyper::ProxySetting::Direct,
-                    max_body_bytes: 1024 * 1024,
-                    ..Default::default()
-                })
-                .unwrap();
-                let tokens = Arc::new(akv_http_hyper::TokenProvider::new(
-                    credential,
-                    Duration::from_secs(5),
-                ));
-                hyper = Some(akv_http_hyper::KeyClient::new(transport, tokens, config));
-            }
-        }
-        Client {
-            runtime,
-            ureq,
-            hyper,
-            policy,
-        }
-    }
-
-    fn run(&self, key: &str, call: KeyCall) -> Result<Output, Error> {
-        let key = KeyId::parse(key, &self.policy).unwrap();
-        match (&self.ureq, &self.hyper) {
-            (Some(c), _) => c.run(&key, call),
-            (_, Some(c)) => self.runtime.block_on(c.run(&key, call)),
-            _ => unreachable!(),
-        }
-    }
+/// The vault and IMDS are the same mock server.
+fn client(backend: Backend, origin: &str, config: OperationConfig) -> Client {
+    Client::new(
+        backend,
+        origin,
+        config,
+        CredentialSource::imds(origin, None).unwrap(),
+        None,
+    )
 }
 
 fn imds_token(token: &str, expires_in: u64) -> Mock {
@@ -879,7 +812,7 @@ fn scenario_table_on_both_backends() {
             for mock in (scenario.mocks)() {
                 control.block_on(server.register(mock));
             }
-            let client = Client::new(backend, &server.uri(), (scenario.config)());
+            let client = client(backend, &server.uri(), (scenario.config)());
             let started = Instant::now();
             let result = client.run("vault:myvault:k", (scenario.call)());
             let elapsed = started.elapsed();
@@ -905,7 +838,7 @@ fn token_is_cached_then_refreshed_after_expiry_on_both_backends() {
         control.block_on(server.register(imds_token("tok-1", 6).up_to_n_times(1).with_priority(1)));
         control.block_on(server.register(imds_token("tok-2", 3600).with_priority(2)));
         control.block_on(server.register(any_key_request().respond_with(op_result(&[1, 2, 3]))));
-        let client = Client::new(backend, &server.uri(), OperationConfig::default());
+        let client = client(backend, &server.uri(), OperationConfig::default());
         client.run("vault:myvault:k", sign_es256()).unwrap();
         client.run("vault:myvault:k", sign_es256()).unwrap();
         std::thread::sleep(Duration::from_millis(1200));
@@ -989,7 +922,7 @@ fn connection_reset_and_truncated_bodies_on_both_backends() {
             Some(http_response(&result)),
         ];
         let (origin, server) = raw_server(script);
-        let client = Client::new(backend, &origin, OperationConfig::default());
+        let client = client(backend, &origin, OperationConfig::default());
         let out = client.run("vault:myvault:k", sign_es256()).unwrap();
         assert_eq!(out.into_value().unwrap(), [1, 2, 3], "{backend:?}");
         assert_eq!(

@@ -37,6 +37,9 @@ pub struct EmulatorConfig {
     pub challenge_resource: String,
     /// Report keys as `RSA-HSM` / `EC-HSM`.
     pub hsm: bool,
+    /// Tokens accepted besides the ones the IMDS endpoint issues (for tests of token
+    /// sources that do not go through the emulator: Azure CLI, static tokens).
+    pub accept_tokens: Vec<String>,
 }
 
 impl EmulatorConfig {
@@ -51,6 +54,7 @@ impl EmulatorConfig {
             cache_signatures: false,
             challenge_resource: "https://vault.azure.net".into(),
             hsm: false,
+            accept_tokens: Vec::new(),
         }
     }
 
