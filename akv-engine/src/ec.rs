@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use crate::errors::{EngineError, Reason, guard};
 use crate::ffi;
 use crate::keys::{self, KeyData, KeyKind};
-use crate::{log, state};
+use crate::remote;
 
 struct Originals {
     sign: ffi::EcSignFn,
@@ -100,11 +100,7 @@ fn remote_sign(data: &KeyData, digest: &[u8]) -> Result<(Vec<u8>, akv_proto::Cur
     };
     let (alg, hash) = akv_proto::ecdsa_sign(curve, digest)
         .map_err(|e| EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
-    let started = std::time::Instant::now();
-    let runtime = state::runtime()?;
-    let raw = runtime.client.sign(&data.key, alg, &hash).map_err(|e| {
-        EngineError::new(Reason::Sign, format!("{} {}: {e}", data.key, alg.as_str()))
-    })?;
+    let raw = remote::sign(&data.key, alg, &hash)?;
     if raw.len() != 2 * curve.field_len() {
         return Err(EngineError::new(
             Reason::Sign,
@@ -116,12 +112,6 @@ fn remote_sign(data: &KeyData, digest: &[u8]) -> Result<(Vec<u8>, akv_proto::Cur
             ),
         ));
     }
-    log::debug(&format!(
-        "signed with {} {} in {:?}",
-        data.key,
-        alg.as_str(),
-        started.elapsed()
-    ));
     Ok((raw, curve))
 }
 

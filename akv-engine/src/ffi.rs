@@ -38,6 +38,7 @@ pub const OPENSSL_INIT_NO_ATEXIT: u64 = 0x0008_0000;
 
 pub const ENGINE_CMD_BASE: c_uint = 200;
 pub const ENGINE_CMD_FLAG_STRING: c_uint = 0x0002;
+pub const ENGINE_CMD_FLAG_INTERNAL: c_uint = 0x0008;
 
 pub const EVP_PKEY_RSA: c_int = 6;
 pub const EVP_PKEY_EC: c_int = 408;
@@ -155,6 +156,7 @@ unsafe extern "C" {
     pub fn CRYPTO_set_mem_functions(m: MallocFn, r: ReallocFn, f: FreeFn) -> c_int;
     pub fn OPENSSL_init_crypto(opts: u64, settings: *const c_void) -> c_int;
 
+    pub fn ENGINE_init(e: *mut ENGINE) -> c_int;
     pub fn ENGINE_set_id(e: *mut ENGINE, id: *const c_char) -> c_int;
     pub fn ENGINE_set_name(e: *mut ENGINE, name: *const c_char) -> c_int;
     pub fn ENGINE_set_init_function(e: *mut ENGINE, f: EngineGenFn) -> c_int;

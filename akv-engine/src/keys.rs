@@ -10,7 +10,7 @@ use akv_proto::{Curve, KeyId, PublicKey};
 
 use crate::errors::{EngineError, Reason};
 use crate::ffi;
-use crate::{log, state};
+use crate::{log, remote};
 
 /// The vault key behind an OpenSSL key object.
 #[derive(Debug)]
@@ -110,14 +110,8 @@ pub unsafe fn key_string<'a>(id: *const c_char) -> Result<&'a str, EngineError> 
 
 /// Loads a vault key as an `EVP_PKEY` bound to `engine`.
 pub fn load(engine: *mut ffi::ENGINE, text: &str) -> Result<*mut ffi::EVP_PKEY, EngineError> {
-    let runtime = state::runtime()?;
-    let key = KeyId::parse(text, &runtime.policy)
-        .map_err(|e| EngineError::new(Reason::InvalidKeyId, e.to_string()))?;
     let started = std::time::Instant::now();
-    let bundle = runtime
-        .client
-        .get_key(&key)
-        .map_err(|e| EngineError::new(Reason::KeyFetch, format!("{key}: {e}")))?;
+    let (key, bundle) = remote::get_key(text)?;
     bundle
         .attributes
         .check_usable(unix_now())

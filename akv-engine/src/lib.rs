@@ -12,8 +12,10 @@ pub mod errors;
 pub mod ffi;
 mod keys;
 pub mod log;
+mod remote;
 mod rsa;
 pub mod settings;
+mod stack;
 mod state;
 
 use std::ffi::{CStr, c_char, c_int, c_long, c_ulong, c_void};
@@ -93,7 +95,15 @@ pub unsafe extern "C" fn bind_engine(
             ));
         }
         // SAFETY: e is the live ENGINE being bound.
-        unsafe { bind(e) }
+        unsafe { bind(e) }?;
+        // Applications such as nginx call ENGINE_load_private_key right after ENGINE_by_id,
+        // without ENGINE_init, which OpenSSL then refuses ("not initialised"). Holding one
+        // functional reference of our own makes `engine:e_akv:...` keys work without
+        // `ssl_engine` or an openssl.cnf `init = 1`. Initialising starts nothing (no threads,
+        // no sockets), so it is safe before a fork.
+        // SAFETY: e is fully bound; the engine lock is not held while an engine binds.
+        unsafe { ffi::ENGINE_init(e) };
+        Ok(1)
     })
 }
 
@@ -182,6 +192,9 @@ unsafe extern "C" fn engine_ctrl(
     _f: Option<unsafe extern "C" fn()>,
 ) -> c_int {
     guard(c"engine_ctrl", 0, || {
+        if settings::is_internal(cmd) {
+            return Ok(1);
+        }
         let value = if p.is_null() {
             None
         } else {

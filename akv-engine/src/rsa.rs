@@ -11,7 +11,7 @@ use akv_proto::{Digest, PssSaltLen, RsaDecryptParams, RsaPadding, RsaSignParams}
 use crate::errors::{EngineError, Reason, guard};
 use crate::ffi;
 use crate::keys::{self, KeyData, KeyKind};
-use crate::{log, state};
+use crate::remote;
 
 struct Originals {
     sign: ffi::PkeySignFn,
@@ -159,17 +159,7 @@ unsafe extern "C" fn pkey_sign(
         let (alg, hash) = akv_proto::rsa_sign(&params, input).map_err(|e| {
             EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key))
         })?;
-        let started = std::time::Instant::now();
-        let runtime = state::runtime()?;
-        let signature = runtime.client.sign(&data.key, alg, &hash).map_err(|e| {
-            EngineError::new(Reason::Sign, format!("{} {}: {e}", data.key, alg.as_str()))
-        })?;
-        log::debug(&format!(
-            "signed with {} {} in {:?}",
-            data.key,
-            alg.as_str(),
-            started.elapsed()
-        ));
+        let signature = remote::sign(&data.key, alg, &hash)?;
         if signature.len() > size {
             return Err(EngineError::new(
                 Reason::Sign,
@@ -239,16 +229,7 @@ unsafe extern "C" fn pkey_decrypt(
         })
         .map_err(|e| EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
         let ciphertext = unsafe { std::slice::from_raw_parts(input, inlen) };
-        let runtime = state::runtime()?;
-        let plaintext = runtime
-            .client
-            .decrypt(&data.key, alg, ciphertext)
-            .map_err(|e| {
-                EngineError::new(
-                    Reason::Decrypt,
-                    format!("{} {}: {e}", data.key, alg.as_str()),
-                )
-            })?;
+        let plaintext = remote::decrypt(&data.key, alg, ciphertext)?;
         let capacity = unsafe { *outlen };
         if plaintext.len() > capacity {
             return Err(EngineError::new(
@@ -263,7 +244,6 @@ unsafe extern "C" fn pkey_decrypt(
             std::ptr::copy_nonoverlapping(plaintext.as_ptr(), out, plaintext.len());
             *outlen = plaintext.len();
         }
-        log::debug(&format!("decrypted with {} {}", data.key, alg.as_str()));
         Ok(1)
     })
 }

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::errors::{EngineError, Reason};
-use crate::ffi::{ENGINE_CMD_BASE, ENGINE_CMD_DEFN, ENGINE_CMD_FLAG_STRING};
+use crate::ffi::{
+    ENGINE_CMD_BASE, ENGINE_CMD_DEFN, ENGINE_CMD_FLAG_INTERNAL, ENGINE_CMD_FLAG_STRING,
+};
 
 /// One setting.
 pub struct Setting {
@@ -82,14 +84,14 @@ pub const SETTINGS: [Setting; 14] = [
 ];
 
 /// The command table OpenSSL reads (ends with a zero entry).
-pub struct CommandTable(pub [ENGINE_CMD_DEFN; SETTINGS.len() + 1]);
+pub struct CommandTable(pub [ENGINE_CMD_DEFN; TABLE_LEN]);
 // SAFETY: only pointers to 'static C strings.
 unsafe impl Sync for CommandTable {}
 
 /// The table given to `ENGINE_set_cmd_defns`.
 pub static COMMANDS: CommandTable = CommandTable(build_table());
 
-const fn build_table() -> [ENGINE_CMD_DEFN; SETTINGS.len() + 1] {
+const fn build_table() -> [ENGINE_CMD_DEFN; TABLE_LEN] {
     let mut table = [const {
         ENGINE_CMD_DEFN {
             cmd_num: 0,
@@ -97,7 +99,7 @@ const fn build_table() -> [ENGINE_CMD_DEFN; SETTINGS.len() + 1] {
             cmd_desc: std::ptr::null(),
             cmd_flags: 0,
         }
-    }; SETTINGS.len() + 1];
+    }; TABLE_LEN];
     let mut i = 0;
     while i < SETTINGS.len() {
         table[i] = ENGINE_CMD_DEFN {
@@ -108,7 +110,30 @@ const fn build_table() -> [ENGINE_CMD_DEFN; SETTINGS.len() + 1] {
         };
         i += 1;
     }
+    let mut j = 0;
+    while j < INTERNAL.len() {
+        table[SETTINGS.len() + j] = ENGINE_CMD_DEFN {
+            cmd_num: INTERNAL_BASE + j as c_uint,
+            cmd_name: INTERNAL[j].as_ptr(),
+            cmd_desc: c"accepted and ignored: e_akv never prompts".as_ptr(),
+            cmd_flags: ENGINE_CMD_FLAG_INTERNAL,
+        };
+        j += 1;
+    }
     table
+}
+
+/// Commands that applications written for PKCS#11 engines send unconditionally (stunnel,
+/// libp11 users) to pass a UI method for PIN prompts. We have nothing to prompt for, so they
+/// are accepted and ignored instead of failing.
+pub const INTERNAL: [&CStr; 2] = [c"SET_USER_INTERFACE", c"SET_CALLBACK_DATA"];
+/// Number of the first internal command.
+pub const INTERNAL_BASE: c_uint = ENGINE_CMD_BASE + 100;
+const TABLE_LEN: usize = SETTINGS.len() + INTERNAL.len() + 1;
+
+/// Whether `cmd` is one of the ignored internal commands (whose argument is not a string).
+pub fn is_internal(cmd: i32) -> bool {
+    (INTERNAL_BASE as i64..INTERNAL_BASE as i64 + INTERNAL.len() as i64).contains(&(cmd as i64))
 }
 
 /// Values set by control commands.
@@ -157,9 +182,11 @@ mod tests {
     #[test]
     fn table_is_terminated_and_numbered() {
         let t = &COMMANDS.0;
-        assert_eq!(t.len(), SETTINGS.len() + 1);
+        assert_eq!(t.len(), SETTINGS.len() + INTERNAL.len() + 1);
         assert_eq!(t[0].cmd_num, 200);
-        assert!(t[SETTINGS.len()].cmd_name.is_null());
+        assert!(t[t.len() - 1].cmd_name.is_null());
+        assert!(is_internal(t[SETTINGS.len()].cmd_num as i32));
+        assert!(!is_internal(200));
         for (i, s) in SETTINGS.iter().enumerate() {
             assert!(s.env.starts_with("AKV_"));
             assert_eq!(

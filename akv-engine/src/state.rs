@@ -18,10 +18,24 @@ use crate::{log, settings};
 pub struct Runtime {
     pid: u32,
     generation: u64,
+    /// The settings it was built from, reused by forked children: servers such as nginx
+    /// clear the environment of their workers, which must still behave like the master.
+    resolved: Resolved,
     /// Where keys may live.
     pub policy: EndpointPolicy,
     /// The client.
     pub client: KeyClient,
+}
+
+/// Settings read from control commands and the environment, ready to build a runtime.
+#[derive(Clone)]
+struct Resolved {
+    log_level: log::Level,
+    log_file: Option<String>,
+    policy: EndpointPolicy,
+    config: OperationConfig,
+    transport: TransportConfig,
+    source: akv_proto::credential::CredentialSource,
 }
 
 static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
@@ -32,17 +46,27 @@ pub fn runtime() -> Result<Arc<Runtime>, EngineError> {
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     let pid = std::process::id();
     let generation = settings::generation();
+    let mut inherited = None;
     if let Some(current) = slot.as_ref() {
         if current.pid == pid && current.generation == generation {
             return Ok(current.clone());
         }
         if current.pid != pid {
-            // Forked: never touch the parent's sockets.
+            // Forked: keep the parent's settings, never touch its sockets.
+            if current.generation == generation {
+                inherited = Some(current.resolved.clone());
+            }
             std::mem::forget(slot.take());
-            log::info("new process after fork: building fresh connections and token cache");
         }
     }
-    let built = Arc::new(build(pid, generation)?);
+    let resolved = match inherited {
+        Some(r) => {
+            log::info("new process after fork: building fresh connections and token cache");
+            r
+        }
+        None => resolve()?,
+    };
+    let built = Arc::new(construct(pid, generation, resolved)?);
     *slot = Some(built.clone());
     Ok(built)
 }
@@ -70,15 +94,13 @@ fn millis(name: &str, default: u64) -> Result<Duration, EngineError> {
     }
 }
 
-fn build(pid: u32, generation: u64) -> Result<Runtime, EngineError> {
-    let level = settings::get("LOG_LEVEL")
+fn resolve() -> Result<Resolved, EngineError> {
+    let log_level = settings::get("LOG_LEVEL")
         .map(|v| log::Level::parse(&v).ok_or_else(|| setting_err("LOG_LEVEL", v)))
-        .transpose()?;
-    log::configure(
-        level.unwrap_or(log::Level::Off),
-        settings::get("LOG_FILE").as_deref(),
-    )
-    .map_err(|e| setting_err("LOG_FILE", e))?;
+        .transpose()?
+        .unwrap_or(log::Level::Off);
+    let log_file = settings::get("LOG_FILE");
+    log::configure(log_level, log_file.as_deref()).map_err(|e| setting_err("LOG_FILE", e))?;
 
     let cloud = match settings::get("CLOUD") {
         Some(name) => Cloud::from_name(&name)
@@ -114,12 +136,11 @@ fn build(pid: u32, generation: u64) -> Result<Runtime, EngineError> {
         ..OperationConfig::default()
     };
 
-    let transport = Transport::new(&TransportConfig {
+    let transport = TransportConfig {
         extra_ca_file: settings::get("CA_FILE").map(Into::into),
         proxy: ProxySetting::FromEnv,
         ..TransportConfig::default()
-    })
-    .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
+    };
 
     let choice = match settings::get("CREDENTIAL") {
         Some(v) => SourceChoice::parse(&v)
@@ -151,11 +172,31 @@ fn build(pid: u32, generation: u64) -> Result<Runtime, EngineError> {
         .source(choice)
         .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
     log::info(&format!("credential source: {}", source.name()));
-    let tokens = Arc::new(TokenProvider::new(source, budget));
+    Ok(Resolved {
+        log_level,
+        log_file,
+        policy,
+        config,
+        transport,
+        source,
+    })
+}
+
+fn construct(pid: u32, generation: u64, resolved: Resolved) -> Result<Runtime, EngineError> {
+    log::configure(resolved.log_level, resolved.log_file.as_deref())
+        .map_err(|e| setting_err("LOG_FILE", e))?;
+    let transport = Transport::new(&resolved.transport)
+        .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
+    let tokens = Arc::new(TokenProvider::new(
+        resolved.source.clone(),
+        resolved.config.budget,
+    ));
+    let client = KeyClient::new(transport, tokens, resolved.config.clone());
     Ok(Runtime {
         pid,
         generation,
-        policy,
-        client: KeyClient::new(transport, tokens, config),
+        policy: resolved.policy.clone(),
+        resolved,
+        client,
     })
 }
