@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suites need. Installed only when missing.
-PACKAGES=(pkg-config libssl-dev openssl gcc libc6-dev valgrind)
+PACKAGES=(pkg-config libssl-dev openssl gcc libc6-dev valgrind curl nginx stunnel4)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -17,7 +17,16 @@ if ((${#missing[@]})); then
     SUDO=""
     if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
+    # Packages such as nginx start their service when installed; the tests run their own
+    # instances on loopback ports, so keep the system ones from starting (policy-rc.d).
+    added_policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        added_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    if [[ -n "$added_policy" ]]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 echo "== cargo fmt --check"

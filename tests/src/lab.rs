@@ -9,8 +9,10 @@ use crate::support::{SCRUBBED_ENV, engine_dir};
 
 /// An emulator plus a work folder and the engine settings that point at it.
 pub struct Lab {
-    /// The emulator.
-    pub emulator: Emulator,
+    emulator: Option<Emulator>,
+    config: EmulatorConfig,
+    base_url: String,
+    ca_cert: PathBuf,
     /// Folder for files the test writes.
     pub work: PathBuf,
     engines: PathBuf,
@@ -18,8 +20,8 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Starts a lab whose emulator keeps its keys in `state` (reused across runs when the
-    /// folder is kept) and holds `keys`.
+    /// Starts a lab whose emulator keeps its keys in `root/state` (reused across runs when
+    /// the folder is kept) and holds `keys`.
     pub fn start(
         root: &Path,
         keys: &[(&str, &str)],
@@ -32,35 +34,49 @@ impl Lab {
                 .push((name.to_string(), spec.parse::<KeySpec>().expect("key spec")));
         }
         tune(&mut config);
-        let emulator = Emulator::start(config).expect("emulator");
+        let emulator = Emulator::start(config.clone()).expect("emulator");
+        // Restarts reuse the port, so that programs configured with it reconnect.
+        config.listen = emulator.addr();
         let work = root.join("work");
         std::fs::create_dir_all(&work).expect("work dir");
         Lab {
-            emulator,
+            base_url: emulator.base_url(),
+            ca_cert: emulator.ca_cert().expect("https").to_path_buf(),
+            emulator: Some(emulator),
+            config,
             engines: engine_dir(root),
             work,
             extra_env: Vec::new(),
         }
     }
 
+    /// The running emulator.
+    pub fn emulator(&self) -> &Emulator {
+        self.emulator.as_ref().expect("the emulator is running")
+    }
+
+    /// Stops the emulator, runs `during` while it is down, then starts it again on the same
+    /// port with the same keys (issued tokens are forgotten, as after a real outage).
+    pub fn outage<T>(&mut self, during: impl FnOnce(&Lab) -> T) -> T {
+        if let Some(running) = self.emulator.take() {
+            running.stop();
+        }
+        let result = during(self);
+        self.emulator =
+            Some(Emulator::start(self.config.clone()).expect("emulator restarts on its port"));
+        result
+    }
+
     /// The engine settings (as environment variables) that point at the emulator.
     pub fn env(&self) -> Vec<(String, String)> {
-        let base = self.emulator.base_url();
         let mut env = vec![
             (
                 "OPENSSL_ENGINES".to_string(),
                 self.engines.display().to_string(),
             ),
-            ("AKV_ENDPOINT".into(), base.clone()),
-            ("AKV_IMDS_ENDPOINT".into(), base),
-            (
-                "AKV_CA_FILE".into(),
-                self.emulator
-                    .ca_cert()
-                    .expect("https")
-                    .display()
-                    .to_string(),
-            ),
+            ("AKV_ENDPOINT".into(), self.base_url.clone()),
+            ("AKV_IMDS_ENDPOINT".into(), self.base_url.clone()),
+            ("AKV_CA_FILE".into(), self.ca_cert.display().to_string()),
             ("AKV_CREDENTIAL".into(), "managed-identity".into()),
         ];
         env.extend(self.extra_env.iter().cloned());
@@ -122,6 +138,11 @@ impl Lab {
 
     /// The exported public key of a vault key.
     pub fn public_pem(&self, key: &str) -> String {
-        self.emulator.public_key_pem(key).display().to_string()
+        self.config
+            .state_dir
+            .join("public")
+            .join(format!("{key}.pem"))
+            .display()
+            .to_string()
     }
 }

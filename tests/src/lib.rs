@@ -6,4 +6,5 @@
 pub mod backends;
 pub mod emulator;
 pub mod lab;
+pub mod servers;
 pub mod support;

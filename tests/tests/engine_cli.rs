@@ -538,9 +538,9 @@ fn engine_by_path_and_from_openssl_cnf() {
     let cnf = format!(
         "openssl_conf = conf\n[conf]\nengines = engines\n[engines]\ne_akv = akv\n[akv]\nengine_id = e_akv\ndynamic_path = {}\nENDPOINT = {}\nIMDS_ENDPOINT = {}\nCA_FILE = {}\nCREDENTIAL = managed-identity\nBUDGET_MS = 5000\ninit = 1\n",
         lib.display(),
-        lab.emulator.base_url(),
-        lab.emulator.base_url(),
-        lab.emulator.ca_cert().unwrap().display()
+        lab.emulator().base_url(),
+        lab.emulator().base_url(),
+        lab.emulator().ca_cert().unwrap().display()
     );
     let cnf_path = write(lab, "openssl.cnf", cnf.as_bytes());
     let out = lab
@@ -628,7 +628,7 @@ fn settings_are_listed_and_checked() {
 #[test]
 fn pinned_versions_survive_rotation() {
     let lab = lab();
-    let old = lab.emulator.latest_version("p384").unwrap();
+    let old = lab.emulator().latest_version("p384").unwrap();
     let dgst = digest_file(lab, "pinned", "sha384");
     let pinned = format!("vault:myvault:p384:{old}");
     lab.ok(&[
@@ -658,7 +658,7 @@ fn pinned_versions_survive_rotation() {
     ]);
     // The key URL form reaches the same key on an allowed host (the endpoint's host is
     // allowed because the operator named it)...
-    let url = format!("{}/keys/p384/{old}", lab.emulator.base_url());
+    let url = format!("{}/keys/p384/{old}", lab.emulator().base_url());
     lab.ok(&[
         "pkeyutl",
         "-sign",
@@ -761,12 +761,12 @@ fn service_errors_reach_the_user() {
         ])
     };
     // Disabled key: the load itself says so.
-    lab.emulator.set_enabled("p256", false).unwrap();
+    lab.emulator().set_enabled("p256", false).unwrap();
     let e = sign(&lab);
     assert!(e.contains("disabled"), "{e}");
-    lab.emulator.set_enabled("p256", true).unwrap();
+    lab.emulator().set_enabled("p256", true).unwrap();
     // Throttled on every request until the retries run out.
-    lab.emulator.set_faults(Faults {
+    lab.emulator().set_faults(Faults {
         throttle_every: 1,
         throttle_retry_after: Some(0),
         ..Faults::default()
@@ -777,7 +777,7 @@ fn service_errors_reach_the_user() {
         "{e}"
     );
     // A 403 from the vault, then the service is down.
-    lab.emulator.set_faults(Faults {
+    lab.emulator().set_faults(Faults {
         next: [Fault::Status {
             status: 403,
             retry_after: None,
@@ -787,7 +787,7 @@ fn service_errors_reach_the_user() {
     });
     let e = sign(&lab);
     assert!(e.contains("403"), "{e}");
-    lab.emulator.set_faults(Faults::default());
+    lab.emulator().set_faults(Faults::default());
     let closed = format!("https://127.0.0.1:{}", free_port());
     lab.set_env("AKV_ENDPOINT", &closed);
     lab.set_env("AKV_BUDGET_MS", "1500");
@@ -821,7 +821,7 @@ fn a_c_program_signs_from_8_threads_and_across_fork() {
     let (dir, lab) = private_lab("threads");
     let bin = c_program(dir.path(), "sign_threads");
     for name in ["rsa2048", "p256"] {
-        lab.emulator.reset_stats();
+        lab.emulator().reset_stats();
         let out = lab
             .command(bin.to_str().unwrap())
             .args([&key(name), &lab.public_pem(name), "8", "10"])
@@ -834,7 +834,7 @@ fn a_c_program_signs_from_8_threads_and_across_fork() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("80 of 80 signatures verified"));
-        let stats = lab.emulator.stats();
+        let stats = lab.emulator().stats();
         assert_eq!(
             stats.token_requests, 1,
             "{name}: one token for 80 signatures from 8 threads: {stats:?}"
@@ -845,7 +845,7 @@ fn a_c_program_signs_from_8_threads_and_across_fork() {
         );
     }
     // Fork after using the key: each child builds its own connection and token.
-    lab.emulator.reset_stats();
+    lab.emulator().reset_stats();
     let out = lab
         .command(bin.to_str().unwrap())
         .args([&key("p256"), &lab.public_pem("p256"), "2", "5", "3"])
@@ -862,7 +862,7 @@ fn a_c_program_signs_from_8_threads_and_across_fork() {
         3,
         "{text}"
     );
-    let stats = lab.emulator.stats();
+    let stats = lab.emulator().stats();
     assert_eq!(stats.route("sign"), 1 + 30 + 1, "{stats:?}");
     assert!(
         stats.connections >= 4,
@@ -906,7 +906,7 @@ fn loading_signing_and_unloading_is_valgrind_clean() {
         "{report}"
     );
     assert_eq!(
-        lab.emulator.stats().route("sign"),
+        lab.emulator().stats().route("sign"),
         3,
         "every cycle signed remotely"
     );
@@ -954,7 +954,7 @@ fn debug_logs_never_contain_the_token() {
         "{text}"
     );
     assert!(text.contains("error: cannot fetch the key"), "{text}");
-    let tokens = lab.emulator.issued_tokens();
+    let tokens = lab.emulator().issued_tokens();
     assert!(!tokens.is_empty());
     for token in tokens {
         for (what, haystack) in [
@@ -1035,7 +1035,7 @@ fn azure_cli_and_static_tokens_through_the_engine() {
     lab.set_env("AZURE_CLI_ACCESS_TOKEN", "static-token");
     check(&lab, "static");
     assert_eq!(
-        lab.emulator.stats().token_requests,
+        lab.emulator().stats().token_requests,
         0,
         "IMDS was never asked"
     );
