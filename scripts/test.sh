@@ -41,4 +41,7 @@ cargo build --workspace --locked
 echo "== cargo test"
 cargo test --workspace --locked
 
+echo "== the demo (README), on the debug build just made"
+DEMO_PROFILE=debug ./demo.sh
+
 echo "== all tests passed"
