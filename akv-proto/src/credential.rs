@@ -1144,7 +1144,11 @@ pub fn parse_token_response(
     Ok(AccessToken::new(token, now + life))
 }
 
-fn parse_cli_output(stdout: &[u8], now: Instant, unix_now: u64) -> Result<AccessToken, String> {
+pub(crate) fn parse_cli_output(
+    stdout: &[u8],
+    now: Instant,
+    unix_now: u64,
+) -> Result<AccessToken, String> {
     #[derive(Deserialize)]
     struct Raw {
         #[serde(rename = "accessToken")]

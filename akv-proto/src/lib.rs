@@ -63,6 +63,8 @@ mod cloud;
 pub mod credential;
 mod driver;
 mod ecdsa_der;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod key_id;
 mod names;
 mod request;
