@@ -136,7 +136,7 @@ pub fn unregister() {
 
 /// Puts an error on OpenSSL's error queue (and in the log).
 pub fn raise(error: &EngineError, function: &'static std::ffi::CStr) {
-    log::error(&format!(
+    log::error(format_args!(
         "{}: {}",
         error.reason.text().to_string_lossy(),
         error.message

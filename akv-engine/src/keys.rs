@@ -160,7 +160,7 @@ pub fn load(engine: *mut ffi::ENGINE, text: &str) -> Result<*mut ffi::EVP_PKEY, 
             ));
         }
     };
-    log::info(&format!(
+    log::info(format_args!(
         "loaded {pinned} ({}) in {:?}",
         bundle.kty,
         started.elapsed()

@@ -56,7 +56,8 @@ pub fn enabled(level: Level) -> bool {
     level != Level::Off && LEVEL.load(Ordering::Relaxed) >= level as u8
 }
 
-fn write(level: Level, message: &str) {
+fn write(level: Level, message: std::fmt::Arguments<'_>) {
+    // Formatting happens only here, after the level check: a disabled log costs nothing.
     if !enabled(level) {
         return;
     }
@@ -78,16 +79,16 @@ fn write(level: Level, message: &str) {
 }
 
 /// Logs a failure.
-pub fn error(message: &str) {
+pub fn error(message: std::fmt::Arguments<'_>) {
     write(Level::Error, message);
 }
 
 /// Logs a notable event.
-pub fn info(message: &str) {
+pub fn info(message: std::fmt::Arguments<'_>) {
     write(Level::Info, message);
 }
 
 /// Logs an operation.
-pub fn debug(message: &str) {
+pub fn debug(message: std::fmt::Arguments<'_>) {
     write(Level::Debug, message);
 }

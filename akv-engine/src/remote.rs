@@ -31,7 +31,7 @@ pub fn sign(key: &KeyId, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, E
             .sign(key, alg, digest)
             .map_err(|e| EngineError::new(Reason::Sign, format!("{key} {}: {e}", alg.as_str())))
     })?;
-    log::debug(&format!(
+    log::debug(format_args!(
         "signed with {key} {} in {:?}",
         alg.as_str(),
         started.elapsed()
@@ -53,7 +53,7 @@ pub fn decrypt(
             .decrypt(key, alg, ciphertext)
             .map_err(|e| EngineError::new(Reason::Decrypt, format!("{key} {}: {e}", alg.as_str())))
     })?;
-    log::debug(&format!(
+    log::debug(format_args!(
         "decrypted with {key} {} in {:?}",
         alg.as_str(),
         started.elapsed()

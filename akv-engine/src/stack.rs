@@ -10,12 +10,18 @@ const ENOUGH: usize = 1024 * 1024;
 /// Stack of the helper thread (virtual memory: only the pages touched are used).
 const HELPER_STACK: usize = 8 * 1024 * 1024;
 
-/// Bytes of stack left below the current frame, if the platform tells.
-fn stack_left() -> Option<usize> {
-    let here = 0u8;
-    let sp = &here as *const u8 as usize;
+thread_local! {
+    /// The lowest address of this thread's stack. Asked once per thread: for the main thread
+    /// glibc answers by reading /proc/self/maps, far too slow for every signature.
+    static STACK_LIMIT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+fn stack_limit() -> Option<usize> {
+    if let Some(limit) = STACK_LIMIT.with(|c| c.get()) {
+        return Some(limit);
+    }
     // SAFETY: pthread_getattr_np fills attr for the calling thread; we destroy it after use.
-    unsafe {
+    let limit = unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
             return None;
@@ -25,8 +31,17 @@ fn stack_left() -> Option<usize> {
         let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
         libc::pthread_attr_destroy(&mut attr);
         // The stack grows down from addr + size to addr.
-        ok.then(|| sp.saturating_sub(addr as usize))
-    }
+        ok.then_some(addr as usize)?
+    };
+    STACK_LIMIT.with(|c| c.set(Some(limit)));
+    Some(limit)
+}
+
+/// Bytes of stack left below the current frame, if the platform tells.
+fn stack_left() -> Option<usize> {
+    let here = 0u8;
+    let sp = &here as *const u8 as usize;
+    stack_limit().map(|limit| sp.saturating_sub(limit))
 }
 
 /// Runs `work` with enough stack.

@@ -61,7 +61,9 @@ pub fn runtime() -> Result<Arc<Runtime>, EngineError> {
     }
     let resolved = match inherited {
         Some(r) => {
-            log::info("new process after fork: building fresh connections and token cache");
+            log::info(format_args!(
+                "new process after fork: building fresh connections and token cache"
+            ));
             r
         }
         None => resolve()?,
@@ -171,7 +173,7 @@ fn resolve() -> Result<Resolved, EngineError> {
     let source = inputs
         .source(choice)
         .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
-    log::info(&format!("credential source: {}", source.name()));
+    log::info(format_args!("credential source: {}", source.name()));
     Ok(Resolved {
         log_level,
         log_file,

@@ -32,7 +32,9 @@ fn every_corpus_file_passes_its_check() {
         for entry in entries {
             let path = entry.unwrap().path();
             // A fuzzer running at the same time may replace files under our feet.
-            let Ok(data) = std::fs::read(&path) else { continue };
+            let Ok(data) = std::fs::read(&path) else {
+                continue;
+            };
             let result = std::panic::catch_unwind(|| check(&data));
             assert!(
                 result.is_ok(),

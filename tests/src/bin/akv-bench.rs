@@ -1,0 +1,461 @@
+//! `akv-bench`: measures what the engine adds to the vault's own latency, against the local
+//! emulator over HTTPS (caching signatures, so its own crypto is not what is measured), and
+//! prints a Markdown report. Run it with `scripts/bench.sh`, which builds in release mode
+//! and writes BENCHMARKS.md. Every endpoint is on 127.0.0.1.
+//!
+//! ```text
+//! akv-bench [--quick]
+//! ```
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use akv_proto::credential::CredentialSource;
+use akv_proto::{
+    ClientRequestId, Cloud, Curve, EndpointPolicy, KeyCall, KeyId, OperationConfig, SignAlgorithm,
+    build_request,
+};
+use akv_tests::emulator::Faults;
+use akv_tests::lab::Lab;
+use akv_tests::servers::{Nginx, TestCa, handshakes};
+use akv_tests::support::free_port;
+
+struct Run {
+    ops: usize,
+    secs: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn json_field(line: &str, name: &str) -> f64 {
+    let key = format!("\"{name}\":");
+    let start = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} missing in {line}"))
+        + key.len();
+    line[start..]
+        .split([',', '}'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The C program that signs through the engine.
+fn compile_bench(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/bench_engine.c");
+    let bin = dir.join("bench_engine");
+    let out = std::process::Command::new("cc")
+        .args(["-O2", "-Wall", "-Wno-deprecated-declarations", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .args(["-lcrypto", "-lpthread"])
+        .output()
+        .expect("cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+struct EngineRun {
+    run: Run,
+    load_ms: f64,
+    rss_added_kb: f64,
+}
+
+fn engine_run(
+    lab: &Lab,
+    bin: &Path,
+    key: &str,
+    mode: &str,
+    threads: usize,
+    ops: usize,
+) -> EngineRun {
+    let out = lab
+        .command(bin.to_str().unwrap())
+        .args([
+            &format!("vault:myvault:{key}"),
+            mode,
+            &threads.to_string(),
+            &ops.to_string(),
+        ])
+        .output()
+        .expect("bench_engine");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "bench_engine failed: {line}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    EngineRun {
+        run: Run {
+            ops: json_field(&line, "ops") as usize,
+            secs: json_field(&line, "secs"),
+            p50_us: json_field(&line, "p50_us"),
+            p99_us: json_field(&line, "p99_us"),
+        },
+        load_ms: json_field(&line, "load_ms"),
+        rss_added_kb: json_field(&line, "rss_after_kb") - json_field(&line, "rss_before_kb"),
+    }
+}
+
+fn call_for(mode: &str, digest: &[u8]) -> KeyCall {
+    let alg = match mode {
+        "pkcs1" => SignAlgorithm::RS256,
+        "pss" => SignAlgorithm::PS256,
+        _ => SignAlgorithm::ES256,
+    };
+    KeyCall::Sign {
+        alg,
+        digest: digest.to_vec(),
+    }
+}
+
+fn policy(lab: &Lab) -> EndpointPolicy {
+    let base = lab.emulator().base_url();
+    EndpointPolicy::new(Cloud::Public)
+        .allow_host(&lab.emulator().host_port())
+        .unwrap()
+        .with_endpoint_override(&base)
+        .unwrap()
+}
+
+/// The floor: the same requests from a bare keep-alive loop over the blocking backend.
+fn floor_run(lab: &Lab, key: &str, mode: &str, threads: usize, ops: usize) -> Run {
+    let base = lab.emulator().base_url();
+    let transport = akv_http_ureq::Transport::new(&akv_http_ureq::TransportConfig {
+        extra_ca_file: lab.emulator().ca_cert().map(Into::into),
+        proxy: akv_http_ureq::ProxySetting::Direct,
+        ..Default::default()
+    })
+    .unwrap();
+    let tokens = Arc::new(akv_http_ureq::TokenProvider::new(
+        CredentialSource::imds(&base, None).unwrap(),
+        Duration::from_secs(10),
+    ));
+    let client = akv_http_ureq::KeyClient::new(transport, tokens, OperationConfig::default());
+    let key = KeyId::parse(&format!("vault:myvault:{key}"), &policy(lab)).unwrap();
+    let digest = [0x42u8; 32];
+    client.run(&key, call_for(mode, &digest)).unwrap();
+    let per = ops / threads;
+    let started = Instant::now();
+    let mut latencies: Vec<f64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (client, key) = (client.clone(), key.clone());
+                s.spawn(move || {
+                    (0..per)
+                        .map(|_| {
+                            let t0 = Instant::now();
+                            client.run(&key, call_for(mode, &digest)).unwrap();
+                            t0.elapsed().as_secs_f64() * 1e6
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Run {
+        ops: latencies.len(),
+        secs,
+        p50_us: percentile(&latencies, 0.5),
+        p99_us: percentile(&latencies, 0.99),
+    }
+}
+
+/// The async backend: `concurrency` operations in flight on one tokio runtime.
+fn async_run(lab: &Lab, concurrency: usize, ops: usize) -> Run {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let base = lab.emulator().base_url();
+    let key = KeyId::parse("vault:myvault:p256", &policy(lab)).unwrap();
+    runtime.block_on(async {
+        let transport = akv_http_hyper::Transport::new(&akv_http_hyper::TransportConfig {
+            extra_ca_file: lab.emulator().ca_cert().map(Into::into),
+            proxy: akv_http_hyper::ProxySetting::Direct,
+            ..Default::default()
+        })
+        .unwrap();
+        let tokens = Arc::new(akv_http_hyper::TokenProvider::new(
+            CredentialSource::imds(&base, None).unwrap(),
+            Duration::from_secs(10),
+        ));
+        let client = akv_http_hyper::KeyClient::new(transport, tokens, OperationConfig::default());
+        let digest = [0x42u8; 32];
+        client.run(&key, call_for("ecdsa", &digest)).await.unwrap();
+        let per = ops / concurrency;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (client, key) = (client.clone(), key.clone());
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(per);
+                    for _ in 0..per {
+                        let t0 = Instant::now();
+                        client.run(&key, call_for("ecdsa", &digest)).await.unwrap();
+                        lat.push(t0.elapsed().as_secs_f64() * 1e6);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await.unwrap());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Run {
+            ops: latencies.len(),
+            secs,
+            p50_us: percentile(&latencies, 0.5),
+            p99_us: percentile(&latencies, 0.99),
+        }
+    })
+}
+
+fn nginx_log_tail(root: &Path) -> String {
+    let log = std::fs::read_to_string(root.join("work/nginx/logs/error.log")).unwrap_or_default();
+    log.lines()
+        .filter(|l| !l.contains("closed keepalive"))
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Median nanoseconds per call over five batches.
+fn micro(mut f: impl FnMut()) -> f64 {
+    let n = 20_000;
+    let mut batches: Vec<f64> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t0.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    batches.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    batches[2]
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let ops = if quick { 400 } else { 2000 };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-tmp");
+    let _ = std::fs::remove_dir_all(root.join("work"));
+    let lab = Lab::start(&root, &[("rsa2048", "rsa2048"), ("p256", "p256")], |c| {
+        c.cache_signatures = true
+    });
+    let bin = compile_bench(&root);
+    let mut report = String::new();
+
+    // 1-3. Engine versus floor.
+    writeln!(
+        report,
+        "## Signing through the engine versus the bare backend (the floor)\n"
+    )
+    .unwrap();
+    writeln!(report, "Each row: {ops} signatures of one SHA-256 digest. Engine = a C program calling `EVP_PKEY_sign` on the engine key; floor = a keep-alive loop over `akv-http-ureq` sending the same requests.\n").unwrap();
+    writeln!(report, "| key / padding | threads | engine ops/s | engine p50 / p99 (ms) | floor ops/s | floor p50 / p99 (ms) | engine / floor |").unwrap();
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    let mut worst_ratio = f64::MAX;
+    let mut load = Vec::new();
+    for (key, mode, label) in [
+        ("rsa2048", "pkcs1", "RSA-2048 PKCS#1"),
+        ("rsa2048", "pss", "RSA-2048 PSS"),
+        ("p256", "ecdsa", "ECDSA P-256"),
+    ] {
+        for threads in [1, 2, 4, 8] {
+            let engine = engine_run(&lab, &bin, key, mode, threads, ops);
+            let floor = floor_run(&lab, key, mode, threads, ops);
+            let ratio = engine.run.rate() / floor.rate();
+            worst_ratio = worst_ratio.min(ratio);
+            if threads == 1 {
+                load.push((label, engine.load_ms, engine.rss_added_kb));
+            }
+            writeln!(
+                report,
+                "| {label} | {threads} | {:.0} | {:.2} / {:.2} | {:.0} | {:.2} / {:.2} | {:.0}% |",
+                engine.run.rate(),
+                engine.run.p50_us / 1e3,
+                engine.run.p99_us / 1e3,
+                floor.rate(),
+                floor.p50_us / 1e3,
+                floor.p99_us / 1e3,
+                ratio * 100.0
+            )
+            .unwrap();
+            eprintln!(
+                "{label} x{threads}: engine {:.0}/s floor {:.0}/s",
+                engine.run.rate(),
+                floor.rate()
+            );
+        }
+    }
+    writeln!(
+        report,
+        "\nLowest engine/floor ratio: **{:.0}%** (goal: at least 80%).\n",
+        worst_ratio * 100.0
+    )
+    .unwrap();
+
+    // 3. Tokens and connections per 10,000 operations.
+    lab.emulator().reset_stats();
+    let ten_k = engine_run(&lab, &bin, "p256", "ecdsa", 8, 10_000);
+    let stats = lab.emulator().stats();
+    writeln!(report, "## Tokens and connections per 10,000 operations\n").unwrap();
+    writeln!(
+        report,
+        "One process, 8 threads, 10,000 ECDSA signatures ({:.0} ops/s): the emulator saw **{} token request(s)** and **{} TCP connection(s)** (goals: 1 token; connections no more than the 8 threads). Sign requests seen: {}.\n",
+        ten_k.run.rate(),
+        stats.token_requests,
+        stats.connections,
+        stats.route("sign")
+    )
+    .unwrap();
+
+    // 4. Load time and memory.
+    writeln!(report, "## Engine load time and memory\n").unwrap();
+    writeln!(report, "`ENGINE_by_id` + `ENGINE_init` + `ENGINE_load_private_key` (one token fetch, one TLS connection, one GET) and the resident memory that added:\n").unwrap();
+    writeln!(report, "| key | load time (ms) | memory added (KiB) |").unwrap();
+    writeln!(report, "|---|---:|---:|").unwrap();
+    for (label, ms, kb) in &load {
+        writeln!(report, "| {label} | {ms:.1} | {kb:.0} |").unwrap();
+    }
+
+    // 5. nginx with 10 ms of vault latency.
+    let ca = TestCa::new(&lab);
+    let crt = ca.issue(&lab, "p256", "bench-server", false);
+    let port = free_port();
+    let body = format!(
+        "    server {{\n        listen 127.0.0.1:{port} ssl;\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_certificate {crt};\n        ssl_certificate_key \"engine:e_akv:vault:myvault:p256\";\n        location / {{ return 200 \"ok\\n\"; }}\n    }}\n"
+    );
+    let nginx = Nginx::start(&lab, "nginx", 4, &body, port);
+    let _ = handshakes(port, Path::new(&ca.cert), 40, 8);
+    lab.emulator().set_faults(Faults {
+        latency_ms: 10,
+        ..Faults::default()
+    });
+    let total = if quick { 400 } else { 2000 };
+    let load_run = handshakes(port, Path::new(&ca.cert), total, 32);
+    lab.emulator().set_faults(Faults::default());
+    drop(nginx);
+    if load_run.failed > 0 {
+        eprintln!(
+            "nginx handshake failures: {:?}\n{}",
+            &load_run.errors[..load_run.errors.len().min(3)],
+            nginx_log_tail(&root)
+        );
+    }
+    let rate = load_run.ok as f64 / load_run.elapsed.as_secs_f64();
+    writeln!(report, "\n## nginx, 4 workers, vault latency 10 ms\n").unwrap();
+    writeln!(
+        report,
+        "{} full TLS handshakes (no resumption, ECDSA P-256, 32 client threads): **{rate:.0} handshakes/s** with {} failures. A worker blocks for each remote signature, so the bound is 4 workers / 10 ms = 400/s: **{:.0}% of the bound** (goal: at least 90%).\n",
+        load_run.ok + load_run.failed,
+        load_run.failed,
+        rate / 400.0 * 100.0
+    )
+    .unwrap();
+
+    // 6. Async backend.
+    let async_ops = if quick { 1000 } else { 4000 };
+    let concurrent = async_run(&lab, 64, async_ops);
+    let blocking = floor_run(&lab, "p256", "ecdsa", 8, async_ops);
+    writeln!(report, "## Async backend\n").unwrap();
+    writeln!(report, "| client | ops/s | p50 / p99 (ms) |").unwrap();
+    writeln!(report, "|---|---:|---:|").unwrap();
+    writeln!(
+        report,
+        "| akv-http-hyper, 64 concurrent operations, one tokio runtime | {:.0} | {:.2} / {:.2} |",
+        concurrent.rate(),
+        concurrent.p50_us / 1e3,
+        concurrent.p99_us / 1e3
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "| akv-http-ureq, 8 threads | {:.0} | {:.2} / {:.2} |",
+        blocking.rate(),
+        blocking.p50_us / 1e3,
+        blocking.p99_us / 1e3
+    )
+    .unwrap();
+
+    // Micro-benchmarks of the protocol hot path.
+    let policy = EndpointPolicy::new(Cloud::Public);
+    let key = KeyId::parse(
+        "vault:myvault:mykey:0123456789abcdef0123456789abcdef",
+        &policy,
+    )
+    .unwrap();
+    let token = akv_proto::AccessToken::new(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.payload.signature",
+        Instant::now() + Duration::from_secs(3600),
+    );
+    let id = ClientRequestId::new("bench");
+    let api = akv_proto::ApiVersion::default();
+    let call = KeyCall::Sign {
+        alg: SignAlgorithm::ES256,
+        digest: vec![0x42; 32],
+    };
+    let response = br#"{"kid":"https://myvault.vault.azure.net/keys/mykey/0123456789abcdef0123456789abcdef","value":"Yv8roPtq25vK8g8-jUXmh00aHS_t8YdPD93WW93qjFm96DTB4yKfE4PooHLGkLKfwdp5j3b0Js1mt3GYjGGMzQ"}"#;
+    let raw = [0x5au8; 64];
+    let build = micro(|| {
+        std::hint::black_box(build_request(
+            std::hint::black_box(&key),
+            &call,
+            &api,
+            &id,
+            Some(&token),
+        ));
+    });
+    let parse = micro(|| {
+        std::hint::black_box(
+            akv_proto::KeyOpResult::from_json(std::hint::black_box(response)).unwrap(),
+        );
+    });
+    let der = micro(|| {
+        std::hint::black_box(
+            akv_proto::ecdsa_raw_to_der(Curve::P256, std::hint::black_box(&raw)).unwrap(),
+        );
+    });
+    writeln!(report, "\n## Protocol hot path (akv-proto)\n").unwrap();
+    writeln!(report, "| step | time per call |").unwrap();
+    writeln!(report, "|---|---:|").unwrap();
+    writeln!(
+        report,
+        "| build a sign request (URL, headers, JSON body, token) | {:.2} µs |",
+        build / 1e3
+    )
+    .unwrap();
+    writeln!(report, "| parse a sign response | {:.2} µs |", parse / 1e3).unwrap();
+    writeln!(report, "| ECDSA P-256 r‖s → DER | {:.2} µs |", der / 1e3).unwrap();
+
+    print!("{report}");
+}
