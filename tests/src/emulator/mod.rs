@@ -40,6 +40,9 @@ pub struct EmulatorConfig {
     /// Tokens accepted besides the ones the IMDS endpoint issues (for tests of token
     /// sources that do not go through the emulator: Azure CLI, static tokens).
     pub accept_tokens: Vec<String>,
+    /// Entra ID client credentials accepted at `POST /{tenant}/oauth2/v2.0/token`:
+    /// (client id, client secret or federated assertion).
+    pub entra_clients: Vec<(String, String)>,
 }
 
 impl EmulatorConfig {
@@ -55,6 +58,7 @@ impl EmulatorConfig {
             challenge_resource: "https://vault.azure.net".into(),
             hsm: false,
             accept_tokens: Vec::new(),
+            entra_clients: Vec::new(),
         }
     }
 

@@ -218,6 +218,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
     if path == "/metadata/identity/oauth2/token" && parts.method == Method::GET {
         return Ok(imds(&shared, &parts.headers, &query));
     }
+    if path.ends_with("/oauth2/v2.0/token") && parts.method == Method::POST {
+        return Ok(entra(&shared, &body));
+    }
     if let Some(control) = path.strip_prefix("/_emulator/") {
         return Ok(control_route(&shared, &parts.method, control, &body));
     }
@@ -388,6 +391,46 @@ fn imds(shared: &Shared, headers: &http::HeaderMap, query: &str) -> Reply {
             "resource": resource,
             "token_type": "Bearer"
         }),
+        None,
+    )
+}
+
+/// Entra ID's client-credentials grant: a client secret or a federated assertion.
+fn entra(shared: &Shared, body: &[u8]) -> Reply {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let field = |n: &str| form.get(n).cloned().unwrap_or_default();
+    let proof = if form.contains_key("client_assertion") {
+        field("client_assertion")
+    } else {
+        field("client_secret")
+    };
+    let known = shared
+        .config
+        .entra_clients
+        .iter()
+        .any(|(id, secret)| *id == field("client_id") && *secret == proof);
+    if field("grant_type") != "client_credentials"
+        || !field("scope").ends_with("/.default")
+        || !known
+    {
+        count(shared, "token_rejected");
+        return reply(
+            401,
+            &json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided. Trace ID: 00000000"}),
+            None,
+        );
+    }
+    let mut bytes = [0u8; 24];
+    openssl::rand::rand_bytes(&mut bytes).expect("randomness");
+    let token = format!("entra.{}", b64::encode(&bytes));
+    let lifetime = shared.config.token_lifetime;
+    lock(&shared.tokens).insert(token.clone(), Instant::now() + lifetime);
+    lock(&shared.stats).token_requests += 1;
+    count(shared, "token");
+    // Entra sends numbers as numbers.
+    reply(
+        200,
+        &json!({"token_type": "Bearer", "expires_in": lifetime.as_secs(), "ext_expires_in": lifetime.as_secs(), "access_token": token}),
         None,
     )
 }
