@@ -14,9 +14,10 @@ mod local;
 mod tokens;
 mod transport;
 
+pub use akv_proto::{ProxySetting, TransportConfig};
 pub use client::{ClientError, KeyClient};
 pub use tokens::TokenProvider;
-pub use transport::{ProxySetting, Transport, TransportConfig};
+pub use transport::Transport;
 
 /// Re-exported so that users need not depend on `akv-proto` for the common types.
 pub use akv_proto;

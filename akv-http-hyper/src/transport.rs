@@ -1,11 +1,12 @@
 //! One hyper client: a keep-alive pool, rustls with an explicit crypto provider, the
 //! platform's roots plus an optional extra CA file, timeouts, no redirects, capped bodies.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use akv_proto::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
+use akv_proto::{
+    HttpRequest, HttpResponse, ProxySetting, TransportConfig, TransportError, TransportErrorKind,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -17,48 +18,6 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::connector::ProxyConnector;
-
-/// How to reach the network.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub enum ProxySetting {
-    /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and `NO_PROXY`, like curl.
-    #[default]
-    FromEnv,
-    /// Never use a proxy.
-    Direct,
-    /// This proxy URL (e.g. `http://proxy:3128`), with `NO_PROXY` from the environment.
-    Url(String),
-}
-
-/// Settings of a [`Transport`]; the same as the blocking backend's.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TransportConfig {
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-    /// A PEM file of extra trusted CA certificates.
-    pub extra_ca_file: Option<PathBuf>,
-    /// Trust the platform's roots (and `SSL_CERT_FILE` / `SSL_CERT_DIR`) too.
-    pub platform_roots: bool,
-    /// Largest response body accepted.
-    pub max_body_bytes: u64,
-    /// Idle connections kept per host.
-    pub max_idle_per_host: usize,
-    /// Proxy.
-    pub proxy: ProxySetting,
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        TransportConfig {
-            connect_timeout: Duration::from_secs(3),
-            extra_ca_file: None,
-            platform_roots: true,
-            max_body_bytes: 4 * 1024 * 1024,
-            max_idle_per_host: 16,
-            proxy: ProxySetting::FromEnv,
-        }
-    }
-}
 
 /// Executes HTTP requests for `akv-proto`. Must be used inside a tokio runtime.
 #[derive(Clone)]

@@ -71,6 +71,7 @@ mod request;
 mod response;
 mod retry_after;
 mod token;
+mod transport_config;
 
 pub use algorithm::{
     AlgorithmError, Curve, Digest, EncryptAlgorithm, PssSaltLen, RsaDecryptParams, RsaPadding,
@@ -104,6 +105,8 @@ pub use token::{
     AccessToken, Acquire, Audience, AudienceError, CredentialError, FetchTicket, TokenCache,
     refresh_time,
 };
+
+pub use transport_config::{ProxySetting, TransportConfig};
 
 /// Token cache timing constants.
 pub mod token_policy {

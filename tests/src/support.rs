@@ -126,3 +126,28 @@ pub fn free_port() -> u16 {
         .expect("addr")
         .port()
 }
+
+/// Compiles `tests/c/NAME.c` against libcrypto into `dir/NAME`.
+pub fn compile_c(dir: &Path, name: &str, optimize: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
+    let bin = dir.join(name);
+    let out = std::process::Command::new("cc")
+        .args([
+            optimize,
+            "-g",
+            "-Wall",
+            "-Wno-deprecated-declarations",
+            "-o",
+        ])
+        .arg(&bin)
+        .arg(&src)
+        .args(["-lcrypto", "-lpthread"])
+        .output()
+        .expect("cc runs (scripts/test.sh installs gcc)");
+    assert!(
+        out.status.success(),
+        "cc {name}.c failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use akv_tests::emulator::{Fault, Faults};
 use akv_tests::lab::Lab;
-use akv_tests::support::{TempDir, free_port};
+use akv_tests::support::{TempDir, compile_c, free_port};
 
 const ALL_KEYS: [(&str, &str); 7] = [
     ("rsa2048", "rsa2048"),
@@ -798,28 +798,10 @@ fn service_errors_reach_the_user() {
     );
 }
 
-fn c_program(dir: &Path, name: &str) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
-    let bin = dir.join(name);
-    let out = std::process::Command::new("cc")
-        .args(["-O1", "-g", "-Wall", "-Wno-deprecated-declarations", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .args(["-lcrypto", "-lpthread"])
-        .output()
-        .expect("cc runs");
-    assert!(
-        out.status.success(),
-        "cc failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
-}
-
 #[test]
 fn a_c_program_signs_from_8_threads_and_across_fork() {
     let (dir, lab) = private_lab("threads");
-    let bin = c_program(dir.path(), "sign_threads");
+    let bin = compile_c(dir.path(), "sign_threads", "-O1");
     for name in ["rsa2048", "p256"] {
         lab.emulator().reset_stats();
         let out = lab
@@ -877,7 +859,7 @@ fn a_c_program_signs_from_8_threads_and_across_fork() {
 #[test]
 fn loading_signing_and_unloading_is_valgrind_clean() {
     let (dir, lab) = private_lab("valgrind");
-    let bin = c_program(dir.path(), "load_cycles");
+    let bin = compile_c(dir.path(), "load_cycles", "-O1");
     let supp = Path::new(env!("CARGO_MANIFEST_DIR")).join("valgrind.supp");
     let out = lab
         .command("valgrind")

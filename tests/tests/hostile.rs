@@ -10,31 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use akv_tests::lab::Lab;
-use akv_tests::support::TempDir;
-
-fn compile(dir: &Path, name: &str) -> std::path::PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
-    let bin = dir.join(name);
-    let out = std::process::Command::new("cc")
-        .args(["-O1", "-g", "-Wall", "-Wno-deprecated-declarations", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .arg("-lcrypto")
-        .output()
-        .expect("cc runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
-}
+use akv_tests::support::{TempDir, compile_c};
 
 #[test]
 fn hostile_key_strings_and_settings_are_refused_cleanly_under_valgrind() {
     let dir = TempDir::new("hostile-c");
     let lab = Lab::start(dir.path(), &[("p256", "p256")], |_| {});
-    let bin = compile(dir.path(), "hostile");
+    let bin = compile_c(dir.path(), "hostile", "-O1");
     let supp = Path::new(env!("CARGO_MANIFEST_DIR")).join("valgrind.supp");
     let out = lab
         .command("valgrind")

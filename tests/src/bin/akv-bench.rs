@@ -8,7 +8,7 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,25 +51,6 @@ fn json_field(line: &str, name: &str) -> f64 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-/// The C program that signs through the engine.
-fn compile_bench(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/bench_engine.c");
-    let bin = dir.join("bench_engine");
-    let out = std::process::Command::new("cc")
-        .args(["-O2", "-Wall", "-Wno-deprecated-declarations", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .args(["-lcrypto", "-lpthread"])
-        .output()
-        .expect("cc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
 }
 
 struct EngineRun {
@@ -271,7 +252,7 @@ fn main() {
     let lab = Lab::start(&root, &[("rsa2048", "rsa2048"), ("p256", "p256")], |c| {
         c.cache_signatures = true
     });
-    let bin = compile_bench(&root);
+    let bin = akv_tests::support::compile_c(&root, "bench_engine", "-O2");
     let mut report = String::new();
 
     // 1-3. Engine versus floor.
