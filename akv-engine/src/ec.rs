@@ -129,14 +129,16 @@ unsafe extern "C" fn ec_sign(
     r: *const ffi::BIGNUM,
     eckey: *mut ffi::EC_KEY,
 ) -> c_int {
-    let Some(data) = ours(eckey) else {
-        return match originals().sign {
-            // SAFETY: OpenSSL's own function with the arguments it gave us.
-            Some(f) => unsafe { f(kind, dgst, dlen, sig, siglen, kinv, r, eckey) },
-            None => 0,
-        };
-    };
     guard(c"ecdsa_sign", 0, || {
+        // Keys that are not ours go to OpenSSL's own function, untouched.
+        // SAFETY: all pointers come from OpenSSL for this call.
+        let Some(data) = ours(eckey) else {
+            return Ok(match originals().sign {
+                // SAFETY: OpenSSL's own function with the arguments it gave us.
+                Some(f) => unsafe { f(kind, dgst, dlen, sig, siglen, kinv, r, eckey) },
+                None => 0,
+            });
+        };
         // SAFETY: dgst holds dlen bytes.
         let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
         let (raw, curve) = remote_sign(&data, digest)?;
@@ -165,14 +167,16 @@ unsafe extern "C" fn ec_sign_sig(
     r: *const ffi::BIGNUM,
     eckey: *mut ffi::EC_KEY,
 ) -> *mut ffi::ECDSA_SIG {
-    let Some(data) = ours(eckey) else {
-        return match originals().sign_sig {
-            // SAFETY: as above.
-            Some(f) => unsafe { f(dgst, dlen, kinv, r, eckey) },
-            None => std::ptr::null_mut(),
-        };
-    };
     guard(c"ecdsa_sign_sig", std::ptr::null_mut(), || {
+        // Keys that are not ours go to OpenSSL's own function, untouched.
+        // SAFETY: all pointers come from OpenSSL for this call.
+        let Some(data) = ours(eckey) else {
+            return Ok(match originals().sign_sig {
+                // SAFETY: as above.
+                Some(f) => unsafe { f(dgst, dlen, kinv, r, eckey) },
+                None => std::ptr::null_mut(),
+            });
+        };
         let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
         let (raw, curve) = remote_sign(&data, digest)?;
         let w = curve.field_len();
@@ -200,21 +204,26 @@ unsafe extern "C" fn ec_sign_sig(
 }
 
 unsafe extern "C" fn ec_finish(eckey: *mut ffi::EC_KEY) {
-    keys::forget(eckey.cast());
-    if let Some(f) = originals().finish {
-        // SAFETY: OpenSSL's own finish.
-        unsafe { f(eckey) }
-    }
+    guard(c"ec_finish", (), || {
+        keys::forget(eckey.cast());
+        if let Some(f) = originals().finish {
+            // SAFETY: OpenSSL's own finish.
+            unsafe { f(eckey) }
+        }
+        Ok(())
+    })
 }
 
 unsafe extern "C" fn ec_copy(dest: *mut ffi::EC_KEY, src: *const ffi::EC_KEY) -> c_int {
-    // A copy of one of our keys is one of our keys too.
-    if let Some(data) = ours(src) {
-        keys::register(dest.cast(), data);
-    }
-    match originals().copy {
-        // SAFETY: OpenSSL's own copy.
-        Some(f) => unsafe { f(dest, src) },
-        None => 1,
-    }
+    guard(c"ec_copy", 0, || {
+        // A copy of one of our keys is one of our keys too.
+        if let Some(data) = ours(src) {
+            keys::register(dest.cast(), data);
+        }
+        Ok(match originals().copy {
+            // SAFETY: OpenSSL's own copy.
+            Some(f) => unsafe { f(dest, src) },
+            None => 1,
+        })
+    })
 }

@@ -244,22 +244,24 @@ unsafe extern "C" fn pkey_meths(
     nids: *mut *const c_int,
     nid: c_int,
 ) -> c_int {
-    // SAFETY: out pointers from OpenSSL.
-    unsafe {
-        if pmeth.is_null() {
-            if !nids.is_null() {
-                *nids = NIDS.as_ptr();
+    guard(c"pkey_meths", 0, || {
+        // SAFETY: out pointers from OpenSSL.
+        unsafe {
+            if pmeth.is_null() {
+                if !nids.is_null() {
+                    *nids = NIDS.as_ptr();
+                }
+                return Ok(NIDS.len() as c_int);
             }
-            return NIDS.len() as c_int;
+            let m = match nid {
+                ffi::EVP_PKEY_RSA => RSA_PMETH.load(Ordering::SeqCst),
+                ffi::EVP_PKEY_EC => EC_PMETH.load(Ordering::SeqCst),
+                _ => std::ptr::null_mut(),
+            };
+            *pmeth = m;
+            Ok((!m.is_null()) as c_int)
         }
-        let m = match nid {
-            ffi::EVP_PKEY_RSA => RSA_PMETH.load(Ordering::SeqCst),
-            ffi::EVP_PKEY_EC => EC_PMETH.load(Ordering::SeqCst),
-            _ => std::ptr::null_mut(),
-        };
-        *pmeth = m;
-        (!m.is_null()) as c_int
-    }
+    })
 }
 
 #[cfg(test)]

@@ -121,14 +121,15 @@ unsafe extern "C" fn pkey_sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    // SAFETY: all pointers come from OpenSSL for this call.
-    let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
-        return match originals().sign {
-            Some(f) => unsafe { f(ctx, sig, siglen, tbs, tbslen) },
-            None => 0,
-        };
-    };
     guard(c"rsa_sign", 0, || {
+        // Keys that are not ours go to OpenSSL's own function, untouched.
+        // SAFETY: all pointers come from OpenSSL for this call.
+        let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
+            return Ok(match originals().sign {
+                Some(f) => unsafe { f(ctx, sig, siglen, tbs, tbslen) },
+                None => 0,
+            });
+        };
         let size = bits_of(&data).div_ceil(8);
         if sig.is_null() {
             // SAFETY: siglen is valid.
@@ -197,14 +198,15 @@ unsafe extern "C" fn pkey_decrypt(
     input: *const c_uchar,
     inlen: usize,
 ) -> c_int {
-    // SAFETY: all pointers come from OpenSSL for this call.
-    let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
-        return match originals().decrypt {
-            Some(f) => unsafe { f(ctx, out, outlen, input, inlen) },
-            None => 0,
-        };
-    };
     guard(c"rsa_decrypt", 0, || {
+        // Keys that are not ours go to OpenSSL's own function, untouched.
+        // SAFETY: all pointers come from OpenSSL for this call.
+        let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
+            return Ok(match originals().decrypt {
+                Some(f) => unsafe { f(ctx, out, outlen, input, inlen) },
+                None => 0,
+            });
+        };
         let size = bits_of(&data).div_ceil(8);
         if out.is_null() {
             unsafe { *outlen = size };
@@ -249,12 +251,14 @@ unsafe extern "C" fn pkey_decrypt(
 }
 
 unsafe extern "C" fn rsa_finish(rsa: *mut ffi::RSA) -> c_int {
-    keys::forget(rsa.cast());
-    match originals().finish {
-        // SAFETY: OpenSSL's own finish for the same object.
-        Some(f) => unsafe { f(rsa) },
-        None => 1,
-    }
+    guard(c"rsa_finish", 0, || {
+        keys::forget(rsa.cast());
+        Ok(match originals().finish {
+            // SAFETY: OpenSSL's own finish for the same object.
+            Some(f) => unsafe { f(rsa) },
+            None => 1,
+        })
+    })
 }
 
 fn refuse_raw() -> c_int {
@@ -273,7 +277,9 @@ unsafe extern "C" fn rsa_priv_enc(
     rsa: *mut ffi::RSA,
     padding: c_int,
 ) -> c_int {
-    if keys::lookup(rsa.cast()).is_some() {
+    if guard(c"rsa_priv_enc", true, || {
+        Ok(keys::lookup(rsa.cast()).is_some())
+    }) {
         return refuse_raw();
     }
     match originals().priv_enc {
@@ -290,7 +296,9 @@ unsafe extern "C" fn rsa_priv_dec(
     rsa: *mut ffi::RSA,
     padding: c_int,
 ) -> c_int {
-    if keys::lookup(rsa.cast()).is_some() {
+    if guard(c"rsa_priv_dec", true, || {
+        Ok(keys::lookup(rsa.cast()).is_some())
+    }) {
         return refuse_raw();
     }
     match originals().priv_dec {

@@ -81,12 +81,7 @@ impl Transport {
         let proxy = match &config.proxy {
             ProxySetting::FromEnv => Some(Matcher::from_env()),
             ProxySetting::Direct => None,
-            ProxySetting::Url(url) => {
-                let no = std::env::var("NO_PROXY")
-                    .or_else(|_| std::env::var("no_proxy"))
-                    .unwrap_or_default();
-                Some(Matcher::builder().all(url.clone()).no(no).build())
-            }
+            ProxySetting::Url(url) => Some(Matcher::builder().all(url.clone()).build()),
         };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)

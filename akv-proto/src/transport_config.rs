@@ -12,7 +12,7 @@ pub enum ProxySetting {
     FromEnv,
     /// Never use a proxy.
     Direct,
-    /// This proxy URL (e.g. `http://proxy:3128`), with `NO_PROXY` from the environment.
+    /// Always this HTTP CONNECT proxy (e.g. `http://proxy:3128`), whatever `NO_PROXY` says.
     Url(String),
 }
 

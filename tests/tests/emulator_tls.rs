@@ -284,3 +284,104 @@ fn keys_and_tls_material_survive_a_restart() {
         public
     );
 }
+
+/// A minimal HTTP CONNECT proxy on loopback; returns its URL and the targets it tunnelled.
+fn connect_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+                if !text.starts_with("CONNECT ") || !target.starts_with("127.0.0.1:") {
+                    let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\n");
+                    return;
+                }
+                log.lock().unwrap().push(target.clone());
+                let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                    return;
+                };
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let (mut c1, mut u1) = (client, upstream);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut u2);
+                    let _ = u2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut u1, &mut c1);
+                let _ = c1.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn both_backends_go_through_an_https_proxy() {
+    let dir = TempDir::new("emulator-proxy");
+    let mut config = EmulatorConfig::new(dir.path());
+    config.keys.push(("p256".into(), "p256".parse().unwrap()));
+    let emulator = Emulator::start(config).unwrap();
+    let (proxy, seen) = connect_proxy();
+    let digest = hash(digest_for(32), b"through the proxy").unwrap().to_vec();
+    let k = key(&emulator, "p256");
+    let ureq = akv_http_ureq::KeyClient::new(
+        akv_http_ureq::Transport::new(&akv_http_ureq::TransportConfig {
+            extra_ca_file: emulator.ca_cert().map(Into::into),
+            platform_roots: false,
+            proxy: akv_http_ureq::ProxySetting::Url(proxy.clone()),
+            ..Default::default()
+        })
+        .unwrap(),
+        Arc::new(akv_http_ureq::TokenProvider::new(
+            credential(&emulator),
+            Duration::from_secs(10),
+        )),
+        OperationConfig::default(),
+    );
+    let signature = ureq.sign(&k, SignAlgorithm::ES256, &digest).unwrap();
+    verify_locally(&emulator, "p256", SignAlgorithm::ES256, &digest, &signature);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let hyper = akv_http_hyper::KeyClient::new(
+            akv_http_hyper::Transport::new(&akv_http_hyper::TransportConfig {
+                extra_ca_file: emulator.ca_cert().map(Into::into),
+                platform_roots: false,
+                proxy: akv_http_hyper::ProxySetting::Url(proxy.clone()),
+                ..Default::default()
+            })
+            .unwrap(),
+            Arc::new(akv_http_hyper::TokenProvider::new(
+                credential(&emulator),
+                Duration::from_secs(10),
+            )),
+            OperationConfig::default(),
+        );
+        let signature = hyper.sign(&k, SignAlgorithm::ES256, &digest).await.unwrap();
+        verify_locally(&emulator, "p256", SignAlgorithm::ES256, &digest, &signature);
+    });
+    let tunnels = seen.lock().unwrap().clone();
+    let target = emulator.host_port();
+    assert!(
+        tunnels.len() >= 2 && tunnels.iter().all(|t| *t == target),
+        "both backends tunnelled to the vault: {tunnels:?}"
+    );
+    assert_eq!(emulator.stats().route("sign"), 2);
+}
