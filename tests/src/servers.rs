@@ -111,8 +111,14 @@ impl Nginx {
             "worker_processes {workers};\nerror_log {p}/logs/error.log info;\npid {p}/nginx.pid;\nevents {{ worker_connections 512; }}\nhttp {{\n    access_log off;\n    client_body_temp_path {p}/tmp;\n    proxy_temp_path {p}/tmp;\n    fastcgi_temp_path {p}/tmp;\n    uwsgi_temp_path {p}/tmp;\n    scgi_temp_path {p}/tmp;\n    ssl_session_cache off;\n    ssl_session_tickets off;\n{http_body}\n}}\n"
         );
         std::fs::write(prefix.join("nginx.conf"), conf).expect("nginx.conf");
+        // Debian installs nginx in /usr/sbin, which is not on a normal user's PATH.
+        let program = if Path::new("/usr/sbin/nginx").exists() {
+            "/usr/sbin/nginx"
+        } else {
+            "nginx"
+        };
         let child = lab
-            .command("nginx")
+            .command(program)
             .args([
                 "-p",
                 &p.to_string(),
