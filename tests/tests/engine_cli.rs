@@ -1022,3 +1022,124 @@ fn azure_cli_and_static_tokens_through_the_engine() {
         "IMDS was never asked"
     );
 }
+
+#[test]
+fn local_keys_are_untouched_when_the_engine_is_the_default() {
+    // `-engine` makes the openssl CLI call ENGINE_set_default(e, ALL): every RSA and EC key,
+    // local ones too, then goes through the engine's methods, which must hand them to
+    // OpenSSL's own functions unchanged.
+    let lab = lab();
+    for (name, genkey) in [
+        (
+            "local-rsa",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ],
+        ),
+        (
+            "local-ec",
+            vec!["ecparam", "-genkey", "-name", "prime256v1", "-noout"],
+        ),
+    ] {
+        let pem = lab.path(&format!("{name}.pem"));
+        let mut args = genkey.clone();
+        args.extend(["-out", &pem]);
+        lab.ok(&args);
+        let public = lab.path(&format!("{name}.pub"));
+        lab.ok(&["pkey", "-in", &pem, "-pubout", "-out", &public]);
+        let dgst = digest_file(lab, name, "sha256");
+        let sig = lab.path(&format!("{name}.sig"));
+        let mut sign = vec![
+            "pkeyutl", "-sign", "-engine", "e_akv", "-inkey", &pem, "-in", &dgst, "-out", &sig,
+        ];
+        if name == "local-rsa" {
+            sign.extend([
+                "-pkeyopt",
+                "digest:sha256",
+                "-pkeyopt",
+                "rsa_padding_mode:pss",
+            ]);
+        }
+        lab.ok(&sign);
+        let mut verify = vec![
+            "pkeyutl", "-verify", "-pubin", "-inkey", &public, "-in", &dgst, "-sigfile", &sig,
+        ];
+        if name == "local-rsa" {
+            verify.extend([
+                "-pkeyopt",
+                "digest:sha256",
+                "-pkeyopt",
+                "rsa_padding_mode:pss",
+            ]);
+        }
+        lab.ok(&verify);
+        if name == "local-rsa" {
+            let plain = write(lab, "local.txt", b"local secret");
+            let ct = lab.path("local.ct");
+            lab.ok(&[
+                "pkeyutl",
+                "-encrypt",
+                "-pubin",
+                "-inkey",
+                &public,
+                "-in",
+                &plain,
+                "-out",
+                &ct,
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+            ]);
+            let out = lab.ok(&[
+                "pkeyutl",
+                "-decrypt",
+                "-engine",
+                "e_akv",
+                "-inkey",
+                &pem,
+                "-in",
+                &ct,
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+            ]);
+            assert_eq!(out.stdout, b"local secret");
+            // Raw RSA with a local key is OpenSSL's business, and works.
+            let raw_in = write(lab, "raw.bin", &[0x01; 256]);
+            lab.ok(&[
+                "rsautl",
+                "-sign",
+                "-raw",
+                "-engine",
+                "e_akv",
+                "-inkey",
+                &pem,
+                "-in",
+                &raw_in,
+                "-out",
+                &lab.path("raw.sig"),
+            ]);
+        }
+    }
+    // Raw RSA with a vault key is refused with the reason.
+    let raw_in = write(lab, "raw2.bin", &[0x01; 256]);
+    let err = lab.fails(&[
+        "rsautl",
+        "-sign",
+        "-raw",
+        "-engine",
+        "e_akv",
+        "-keyform",
+        "engine",
+        "-inkey",
+        &key("rsa2048"),
+        "-in",
+        &raw_in,
+    ]);
+    assert!(
+        err.contains("not possible remotely") || err.contains("operation not possible"),
+        "{err}"
+    );
+}
