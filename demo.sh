@@ -25,11 +25,11 @@ if ((${#need[@]})); then
 fi
 
 say "Building the engine and the Key Vault emulator ($PROFILE)"
-if [[ "$PROFILE" == "release" ]]; then
-    cargo build --release --locked -p akv-engine -p akv-tests --bin akv-emulator
-else
-    cargo build --locked -p akv-engine -p akv-tests --bin akv-emulator
-fi
+profile_flag=()
+[[ "$PROFILE" == "release" ]] && profile_flag=(--release)
+# Two invocations: `--bin` would otherwise restrict the engine package to a binary it lacks.
+cargo build "${profile_flag[@]}" --locked -p akv-engine
+cargo build "${profile_flag[@]}" --locked -p akv-tests --bin akv-emulator
 target="target/$PROFILE"
 
 work=$(mktemp -d /tmp/e_akv-demo.XXXXXX)
