@@ -138,8 +138,19 @@ fn resolve() -> Result<Resolved, EngineError> {
         ..OperationConfig::default()
     };
 
+    // Read now, in the process that loads the keys: forked workers may run as a user who
+    // cannot read the file.
+    let ca_file = settings::get("CA_FILE");
+    let extra_ca_pem = ca_file
+        .as_deref()
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|e| setting_err("CA_FILE", format!("cannot read {path}: {e}")))
+        })
+        .transpose()?;
     let transport = TransportConfig {
-        extra_ca_file: settings::get("CA_FILE").map(Into::into),
+        extra_ca_file: ca_file.map(Into::into),
+        extra_ca_pem,
         proxy: ProxySetting::FromEnv,
         ..TransportConfig::default()
     };

@@ -46,19 +46,13 @@ impl Transport {
             let found = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(found.certs);
         }
-        if let Some(path) = &config.extra_ca_file {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| {
-                    config_error(format!("cannot read the CA file {}: {e}", path.display()))
-                })?
+        if let Some((pem, source)) = extra_ca(config)? {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .filter_map(Result::ok)
                 .collect();
             let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(config_error(format!(
-                    "the CA file {} holds no PEM certificate",
-                    path.display()
-                )));
+                return Err(config_error(format!("{source} holds no PEM certificate")));
             }
         }
         if roots.is_empty() {
@@ -135,6 +129,17 @@ impl Transport {
                 format!("no complete answer within {timeout:?}"),
             )),
         }
+    }
+}
+
+/// The extra CA certificates (PEM) and where they came from, for messages.
+fn extra_ca(config: &TransportConfig) -> Result<Option<(Vec<u8>, String)>, TransportError> {
+    match (&config.extra_ca_pem, &config.extra_ca_file) {
+        (Some(pem), _) => Ok(Some((pem.clone(), "the configured CA certificates".into()))),
+        (None, Some(path)) => std::fs::read(path)
+            .map(|pem| Some((pem, format!("the CA file {}", path.display()))))
+            .map_err(|e| config_error(format!("cannot read the CA file {}: {e}", path.display()))),
+        (None, None) => Ok(None),
     }
 }
 

@@ -35,10 +35,7 @@ impl Transport {
                     .map(|c| Certificate::from_der(c.as_ref()).to_owned()),
             );
         }
-        if let Some(path) = &config.extra_ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                config_error(format!("cannot read the CA file {}: {e}", path.display()))
-            })?;
+        if let Some((pem, source)) = extra_ca(config)? {
             let before = roots.len();
             for item in ureq::tls::parse_pem(&pem) {
                 if let Ok(ureq::tls::PemItem::Certificate(cert)) = item {
@@ -46,10 +43,7 @@ impl Transport {
                 }
             }
             if roots.len() == before {
-                return Err(config_error(format!(
-                    "the CA file {} holds no PEM certificate",
-                    path.display()
-                )));
+                return Err(config_error(format!("{source} holds no PEM certificate")));
             }
         }
         if roots.is_empty() {
@@ -112,6 +106,17 @@ impl Transport {
             .read_to_vec()
             .map_err(map_error)?;
         Ok(HttpResponse::from_parts(parts, bytes))
+    }
+}
+
+/// The extra CA certificates (PEM) and where they came from, for messages.
+fn extra_ca(config: &TransportConfig) -> Result<Option<(Vec<u8>, String)>, TransportError> {
+    match (&config.extra_ca_pem, &config.extra_ca_file) {
+        (Some(pem), _) => Ok(Some((pem.clone(), "the configured CA certificates".into()))),
+        (None, Some(path)) => std::fs::read(path)
+            .map(|pem| Some((pem, format!("the CA file {}", path.display()))))
+            .map_err(|e| config_error(format!("cannot read the CA file {}: {e}", path.display()))),
+        (None, None) => Ok(None),
     }
 }
 

@@ -23,6 +23,9 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// A PEM file of extra trusted CA certificates (a private CA, the emulator's test CA).
     pub extra_ca_file: Option<PathBuf>,
+    /// The same certificates already read (PEM); wins over `extra_ca_file`. Lets a process
+    /// read the file before it forks or drops privileges (nginx workers run as another user).
+    pub extra_ca_pem: Option<Vec<u8>>,
     /// Trust the platform's roots (and `SSL_CERT_FILE` / `SSL_CERT_DIR`) besides the extra
     /// CA file.
     pub platform_roots: bool,
@@ -39,6 +42,7 @@ impl Default for TransportConfig {
         TransportConfig {
             connect_timeout: Duration::from_secs(3),
             extra_ca_file: None,
+            extra_ca_pem: None,
             platform_roots: true,
             max_body_bytes: 4 * 1024 * 1024,
             max_idle_per_host: 16,

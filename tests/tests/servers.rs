@@ -134,6 +134,24 @@ fn nginx_rides_out_throttling_and_recovers_from_an_outage() {
     let dir = TempDir::new("nginx-faults");
     let mut lab = Lab::start(dir.path(), &[("p256", "p256")], |_| {});
     lab.set_env("AKV_BUDGET_MS", "4000");
+    // A CA file only its owner can read: nginx workers (run as another user when nginx
+    // starts as root) must still trust the vault, from what the master read.
+    let private_ca = lab.path("private-ca.pem");
+    std::fs::copy(
+        lab.env()
+            .iter()
+            .find(|(k, _)| k == "AKV_CA_FILE")
+            .map(|(_, v)| v.clone())
+            .unwrap(),
+        &private_ca,
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &private_ca,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    lab.set_env("AKV_CA_FILE", &private_ca);
     let ca = TestCa::new(&lab);
     let crt = ca.issue(&lab, "p256", "faulty-server", false);
     let port = free_port();
