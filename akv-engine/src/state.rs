@@ -30,8 +30,6 @@ pub struct Runtime {
 /// Settings read from control commands and the environment, ready to build a runtime.
 #[derive(Clone)]
 struct Resolved {
-    log_level: log::Level,
-    log_file: Option<String>,
     policy: EndpointPolicy,
     config: OperationConfig,
     transport: TransportConfig,
@@ -186,8 +184,6 @@ fn resolve() -> Result<Resolved, EngineError> {
         .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
     log::info(format_args!("credential source: {}", source.name()));
     Ok(Resolved {
-        log_level,
-        log_file,
         policy,
         config,
         transport,
@@ -196,8 +192,8 @@ fn resolve() -> Result<Resolved, EngineError> {
 }
 
 fn construct(pid: u32, generation: u64, resolved: Resolved) -> Result<Runtime, EngineError> {
-    log::configure(resolved.log_level, resolved.log_file.as_deref())
-        .map_err(|e| setting_err("LOG_FILE", e))?;
+    // The log was opened by `resolve`; a forked child keeps that open file (it may not be
+    // allowed to open it again after nginx drops privileges).
     let transport = Transport::new(&resolved.transport)
         .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
     let tokens = Arc::new(TokenProvider::new(

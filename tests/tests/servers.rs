@@ -152,6 +152,16 @@ fn nginx_rides_out_throttling_and_recovers_from_an_outage() {
     )
     .unwrap();
     lab.set_env("AKV_CA_FILE", &private_ca);
+    // Likewise the engine's log file: workers write through what the master opened.
+    let private_log = lab.path("private.log");
+    std::fs::write(&private_log, "").unwrap();
+    std::fs::set_permissions(
+        &private_log,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    lab.set_env("AKV_LOG_LEVEL", "error");
+    lab.set_env("AKV_LOG_FILE", &private_log);
     let ca = TestCa::new(&lab);
     let crt = ca.issue(&lab, "p256", "faulty-server", false);
     let port = free_port();
@@ -203,6 +213,11 @@ fn nginx_rides_out_throttling_and_recovers_from_an_outage() {
     assert!(
         lab.emulator().stats().route("unauthorized") >= 1,
         "old tokens were refused, then refreshed"
+    );
+    let engine_log = std::fs::read_to_string(&private_log).unwrap();
+    assert!(
+        engine_log.contains("error: Key Vault signing failed"),
+        "workers logged the outage:\n{engine_log}"
     );
 }
 
