@@ -2,7 +2,8 @@
 //! targets in `fuzz/` call them, and a test replays every corpus file through them, so a
 //! finding stays fixed. Each check panics when an invariant breaks.
 //!
-//! Only compiled with the `fuzzing` feature.
+//! Only compiled with the `fuzzing` feature. Like the rest of the crate it reads no clock:
+//! the checks that run time-dependent code take `now` from their caller.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -140,8 +141,7 @@ pub fn www_authenticate(data: &[u8]) {
 }
 
 /// Token answers of every source (IMDS, App Service, Arc, Entra, Azure CLI) and JWT expiry.
-pub fn token_response(data: &[u8]) {
-    let now = Instant::now();
+pub fn token_response(data: &[u8], now: Instant) {
     for unix in [0, 1_700_000_000] {
         if let Ok(t) = parse_token_response(data, now, unix) {
             assert!(t.expires_at() > now);
@@ -270,7 +270,7 @@ fn response(script: &mut Script<'_>) -> http::Response<Vec<u8>> {
 
 /// The operation driver fed arbitrary answers: it always finishes, within its budget, and
 /// never sends a request (or a token) anywhere but the key's own host.
-pub fn driver(data: &[u8]) {
+pub fn driver(data: &[u8], start: Instant) {
     let mut script = Script { data };
     let keys = [
         "vault:myvault:k",
@@ -287,7 +287,6 @@ pub fn driver(data: &[u8]) {
         alg: SignAlgorithm::ES256,
         digest: vec![1; 32],
     };
-    let start = Instant::now();
     let mut now = start;
     let mut op = Operation::new(key.clone(), call, config, ClientRequestId::new("fuzz"), now);
     let mut tokens_given: Vec<AccessToken> = Vec::new();
@@ -358,7 +357,7 @@ pub fn driver(data: &[u8]) {
 
 /// Token fetches of every source fed arbitrary answers: they finish, read only the files
 /// and run only the program they are configured with, and talk only to their endpoints.
-pub fn token_fetch(data: &[u8]) {
+pub fn token_fetch(data: &[u8], start: Instant) {
     let mut script = Script { data };
     let arc_folder = Path::new("/var/opt/azcmagent/tokens");
     let url = |s: &str| ServiceUrl::parse(s, "fuzz").expect("url");
@@ -404,7 +403,6 @@ pub fn token_fetch(data: &[u8]) {
         sources[choice].clone()
     };
     let audience = Audience::parse("https://vault.azure.net").expect("audience");
-    let start = Instant::now();
     let mut now = start;
     let budget = Duration::from_secs(10);
     let mut fetch = TokenFetch::new(&source, &audience, budget, None, now, 1_700_000_000);

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_proto::fuzzing::driver(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_proto::fuzzing::driver(data, std::time::Instant::now()));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_proto::fuzzing::token_fetch(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_proto::fuzzing::token_fetch(data, std::time::Instant::now()));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_proto::fuzzing::token_response(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| akv_proto::fuzzing::token_response(data, std::time::Instant::now()));
