@@ -114,6 +114,70 @@ fn bits_of(data: &KeyData) -> usize {
     }
 }
 
+/// The arguments OpenSSL passes to an EVP_PKEY_METHOD sign or decrypt callback.
+struct PkeyCall {
+    ctx: *mut ffi::EVP_PKEY_CTX,
+    out: *mut c_uchar,
+    outlen: *mut usize,
+    input: *const c_uchar,
+    inlen: usize,
+}
+
+/// The frame shared by sign and decrypt (same C signature): keys that are not ours go to
+/// OpenSSL's `original`, untouched; size queries (NULL output) are answered with the modulus
+/// size; `remote` computes the output for our key from the input, and it is copied out after
+/// checking the caller's buffer.
+///
+/// # Safety
+/// The pointers are the ones OpenSSL passed to the callback.
+unsafe fn run_pkey_op(
+    function: &'static std::ffi::CStr,
+    original: ffi::PkeySignFn,
+    call: PkeyCall,
+    remote: impl FnOnce(&KeyData, usize, &[u8]) -> Result<Vec<u8>, EngineError>,
+) -> c_int {
+    let PkeyCall {
+        ctx,
+        out,
+        outlen,
+        input,
+        inlen,
+    } = call;
+    guard(function, 0, || {
+        // SAFETY: all pointers come from OpenSSL for this call.
+        let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
+            return Ok(match original {
+                Some(f) => unsafe { f(ctx, out, outlen, input, inlen) },
+                None => 0,
+            });
+        };
+        let size = bits_of(&data).div_ceil(8);
+        if out.is_null() {
+            // SAFETY: outlen is valid.
+            unsafe { *outlen = size };
+            return Ok(1);
+        }
+        // SAFETY: input holds inlen bytes.
+        let output = remote(&data, size, unsafe {
+            std::slice::from_raw_parts(input, inlen)
+        })?;
+        // SAFETY: outlen holds the buffer size (checked by OpenSSL thanks to AUTOARGLEN,
+        // checked again here).
+        let capacity = unsafe { *outlen };
+        if output.len() > capacity {
+            return Err(EngineError::new(
+                Reason::BufferTooSmall,
+                format!("output of {} bytes, buffer of {capacity}", output.len()),
+            ));
+        }
+        unsafe {
+            std::ptr::copy_nonoverlapping(output.as_ptr(), out, output.len());
+            *outlen = output.len();
+        }
+        Ok(1)
+    })
+}
+
 unsafe extern "C" fn pkey_sign(
     ctx: *mut ffi::EVP_PKEY_CTX,
     sig: *mut c_uchar,
@@ -121,21 +185,7 @@ unsafe extern "C" fn pkey_sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    guard(c"rsa_sign", 0, || {
-        // Keys that are not ours go to OpenSSL's own function, untouched.
-        // SAFETY: all pointers come from OpenSSL for this call.
-        let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
-            return Ok(match originals().sign {
-                Some(f) => unsafe { f(ctx, sig, siglen, tbs, tbslen) },
-                None => 0,
-            });
-        };
-        let size = bits_of(&data).div_ceil(8);
-        if sig.is_null() {
-            // SAFETY: siglen is valid.
-            unsafe { *siglen = size };
-            return Ok(1);
-        }
+    let remote = |data: &KeyData, size: usize, input: &[u8]| {
         let mut padding = 0;
         // SAFETY: valid ctx and out pointers.
         unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
@@ -153,10 +203,8 @@ unsafe extern "C" fn pkey_sign(
             digest,
             salt_len,
             mgf1,
-            modulus_bits: bits_of(&data),
+            modulus_bits: bits_of(data),
         };
-        // SAFETY: tbs holds tbslen bytes.
-        let input = unsafe { std::slice::from_raw_parts(tbs, tbslen) };
         let (alg, hash) = akv_proto::rsa_sign(&params, input).map_err(|e| {
             EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key))
         })?;
@@ -171,24 +219,26 @@ unsafe extern "C" fn pkey_sign(
                 ),
             ));
         }
-        // SAFETY: siglen holds the buffer size (checked by OpenSSL thanks to AUTOARGLEN,
-        // checked again here).
-        let capacity = unsafe { *siglen };
-        if capacity < size {
-            return Err(EngineError::new(
-                Reason::BufferTooSmall,
-                format!("signature buffer of {capacity} bytes, {size} needed"),
-            ));
-        }
         // Left-pad to the modulus size, as RSA signatures are fixed-width.
-        let pad = size - signature.len();
-        unsafe {
-            std::ptr::write_bytes(sig, 0, pad);
-            std::ptr::copy_nonoverlapping(signature.as_ptr(), sig.add(pad), signature.len());
-            *siglen = size;
-        }
-        Ok(1)
-    })
+        let mut padded = vec![0u8; size - signature.len()];
+        padded.extend_from_slice(&signature);
+        Ok(padded)
+    };
+    // SAFETY: the pointers OpenSSL passed.
+    unsafe {
+        run_pkey_op(
+            c"rsa_sign",
+            originals().sign,
+            PkeyCall {
+                ctx,
+                out: sig,
+                outlen: siglen,
+                input: tbs,
+                inlen: tbslen,
+            },
+            remote,
+        )
+    }
 }
 
 unsafe extern "C" fn pkey_decrypt(
@@ -198,21 +248,9 @@ unsafe extern "C" fn pkey_decrypt(
     input: *const c_uchar,
     inlen: usize,
 ) -> c_int {
-    guard(c"rsa_decrypt", 0, || {
-        // Keys that are not ours go to OpenSSL's own function, untouched.
-        // SAFETY: all pointers come from OpenSSL for this call.
-        let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
-            return Ok(match originals().decrypt {
-                Some(f) => unsafe { f(ctx, out, outlen, input, inlen) },
-                None => 0,
-            });
-        };
-        let size = bits_of(&data).div_ceil(8);
-        if out.is_null() {
-            unsafe { *outlen = size };
-            return Ok(1);
-        }
+    let remote = |data: &KeyData, _size: usize, ciphertext: &[u8]| {
         let mut padding = 0;
+        // SAFETY: valid ctx and out pointers.
         unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
         let padding = RsaPadding::from_openssl(padding);
         let (mut oaep_digest, mut mgf1, mut label_len) = (None, None, 0);
@@ -230,24 +268,23 @@ unsafe extern "C" fn pkey_decrypt(
             label_len,
         })
         .map_err(|e| EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
-        let ciphertext = unsafe { std::slice::from_raw_parts(input, inlen) };
-        let plaintext = remote::decrypt(&data.key, alg, ciphertext)?;
-        let capacity = unsafe { *outlen };
-        if plaintext.len() > capacity {
-            return Err(EngineError::new(
-                Reason::BufferTooSmall,
-                format!(
-                    "plaintext of {} bytes, buffer of {capacity}",
-                    plaintext.len()
-                ),
-            ));
-        }
-        unsafe {
-            std::ptr::copy_nonoverlapping(plaintext.as_ptr(), out, plaintext.len());
-            *outlen = plaintext.len();
-        }
-        Ok(1)
-    })
+        remote::decrypt(&data.key, alg, ciphertext)
+    };
+    // SAFETY: the pointers OpenSSL passed.
+    unsafe {
+        run_pkey_op(
+            c"rsa_decrypt",
+            originals().decrypt,
+            PkeyCall {
+                ctx,
+                out,
+                outlen,
+                input,
+                inlen,
+            },
+            remote,
+        )
+    }
 }
 
 unsafe extern "C" fn rsa_finish(rsa: *mut ffi::RSA) -> c_int {

@@ -30,6 +30,17 @@ struct Run {
 }
 
 impl Run {
+    /// Summarises per-operation latencies (µs) over `secs` of wall time.
+    fn from_latencies(mut latencies: Vec<f64>, secs: f64) -> Run {
+        latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Run {
+            ops: latencies.len(),
+            secs,
+            p50_us: percentile(&latencies, 0.5),
+            p99_us: percentile(&latencies, 0.99),
+        }
+    }
+
     fn rate(&self) -> f64 {
         self.ops as f64 / self.secs
     }
@@ -135,7 +146,7 @@ fn floor_run(lab: &Lab, key: &str, mode: &str, threads: usize, ops: usize) -> Ru
     client.run(&key, call_for(mode, &digest)).unwrap();
     let per = ops / threads;
     let started = Instant::now();
-    let mut latencies: Vec<f64> = std::thread::scope(|s| {
+    let latencies: Vec<f64> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let (client, key) = (client.clone(), key.clone());
@@ -155,14 +166,7 @@ fn floor_run(lab: &Lab, key: &str, mode: &str, threads: usize, ops: usize) -> Ru
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    let secs = started.elapsed().as_secs_f64();
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Run {
-        ops: latencies.len(),
-        secs,
-        p50_us: percentile(&latencies, 0.5),
-        p99_us: percentile(&latencies, 0.99),
-    }
+    Run::from_latencies(latencies, started.elapsed().as_secs_f64())
 }
 
 /// The async backend: `concurrency` operations in flight on one tokio runtime.
@@ -207,14 +211,7 @@ fn async_run(lab: &Lab, concurrency: usize, ops: usize) -> Run {
         for t in tasks {
             latencies.extend(t.await.unwrap());
         }
-        let secs = started.elapsed().as_secs_f64();
-        latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Run {
-            ops: latencies.len(),
-            secs,
-            p50_us: percentile(&latencies, 0.5),
-            p99_us: percentile(&latencies, 0.99),
-        }
+        Run::from_latencies(latencies, started.elapsed().as_secs_f64())
     })
 }
 

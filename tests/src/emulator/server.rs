@@ -370,13 +370,7 @@ fn imds(shared: &Shared, headers: &http::HeaderMap, query: &str) -> Reply {
             None,
         );
     };
-    let mut bytes = [0u8; 24];
-    openssl::rand::rand_bytes(&mut bytes).expect("randomness");
-    let token = format!("emu.{}", b64::encode(&bytes));
-    let lifetime = shared.config.token_lifetime;
-    lock(&shared.tokens).insert(token.clone(), Instant::now() + lifetime);
-    lock(&shared.stats).token_requests += 1;
-    count(shared, "token");
+    let (token, lifetime) = issue_token(shared, "emu");
     let now = unix_now();
     // IMDS sends every number as a string.
     reply(
@@ -393,6 +387,18 @@ fn imds(shared: &Shared, headers: &http::HeaderMap, query: &str) -> Reply {
         }),
         None,
     )
+}
+
+/// Makes a random token the key routes will accept until it expires, and counts it.
+fn issue_token(shared: &Shared, prefix: &str) -> (String, Duration) {
+    let mut bytes = [0u8; 24];
+    openssl::rand::rand_bytes(&mut bytes).expect("randomness");
+    let token = format!("{prefix}.{}", b64::encode(&bytes));
+    let lifetime = shared.config.token_lifetime;
+    lock(&shared.tokens).insert(token.clone(), Instant::now() + lifetime);
+    lock(&shared.stats).token_requests += 1;
+    count(shared, "token");
+    (token, lifetime)
 }
 
 /// Entra ID's client-credentials grant: a client secret or a federated assertion.
@@ -420,13 +426,7 @@ fn entra(shared: &Shared, body: &[u8]) -> Reply {
             None,
         );
     }
-    let mut bytes = [0u8; 24];
-    openssl::rand::rand_bytes(&mut bytes).expect("randomness");
-    let token = format!("entra.{}", b64::encode(&bytes));
-    let lifetime = shared.config.token_lifetime;
-    lock(&shared.tokens).insert(token.clone(), Instant::now() + lifetime);
-    lock(&shared.stats).token_requests += 1;
-    count(shared, "token");
+    let (token, lifetime) = issue_token(shared, "entra");
     // Entra sends numbers as numbers.
     reply(
         200,
