@@ -1,6 +1,5 @@
 //! File reads and commands for token sources, without blocking the runtime.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,19 +9,9 @@ use tokio::io::AsyncReadExt;
 
 /// Reads at most `max_len` bytes on a blocking thread; a longer file is an error.
 pub(crate) async fn read_file_capped(path: PathBuf, max_len: usize) -> Result<Vec<u8>, String> {
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut bytes = Vec::new();
-        file.take(max_len as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if bytes.len() > max_len {
-            return Err(format!("{} is larger than {max_len} bytes", path.display()));
-        }
-        Ok(bytes)
-    })
-    .await
-    .map_err(|e| format!("file read task failed: {e}"))?
+    tokio::task::spawn_blocking(move || akv_local::read_file_capped(&path, max_len))
+        .await
+        .map_err(|e| format!("file read task failed: {e}"))?
 }
 
 const MAX_OUTPUT: u64 = 1024 * 1024;

@@ -14,8 +14,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 use crate::connector::ProxyConnector;
 
@@ -42,24 +40,8 @@ impl Transport {
     /// Builds a transport (no connection is made yet).
     pub fn new(config: &TransportConfig) -> Result<Transport, TransportError> {
         let mut roots = rustls::RootCertStore::empty();
-        if config.platform_roots {
-            let found = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(found.certs);
-        }
-        if let Some((pem, source)) = extra_ca(config)? {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-                .filter_map(Result::ok)
-                .collect();
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(config_error(format!("{source} holds no PEM certificate")));
-            }
-        }
-        if roots.is_empty() {
-            return Err(config_error(
-                "no trusted CA certificates: install ca-certificates, set SSL_CERT_FILE, or configure a CA file".into(),
-            ));
-        }
+        // Certificates rustls cannot parse are skipped, as the blocking backend does.
+        roots.add_parsable_certificates(akv_local::trust_roots(config)?);
         // Explicit provider: a process-wide default may not exist, or be another one.
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -129,17 +111,6 @@ impl Transport {
                 format!("no complete answer within {timeout:?}"),
             )),
         }
-    }
-}
-
-/// The extra CA certificates (PEM) and where they came from, for messages.
-fn extra_ca(config: &TransportConfig) -> Result<Option<(Vec<u8>, String)>, TransportError> {
-    match (&config.extra_ca_pem, &config.extra_ca_file) {
-        (Some(pem), _) => Ok(Some((pem.clone(), "the configured CA certificates".into()))),
-        (None, Some(path)) => std::fs::read(path)
-            .map(|pem| Some((pem, format!("the CA file {}", path.display()))))
-            .map_err(|e| config_error(format!("cannot read the CA file {}: {e}", path.display()))),
-        (None, None) => Ok(None),
     }
 }
 

@@ -13,9 +13,10 @@ mod local;
 mod tokens;
 mod transport;
 
+pub use akv_local::read_file_capped;
 pub use akv_proto::{ProxySetting, TransportConfig};
 pub use client::{ClientError, KeyClient};
-pub use local::{read_file_capped, run_command};
+pub use local::run_command;
 pub use tokens::TokenProvider;
 pub use transport::Transport;
 

@@ -1,25 +1,11 @@
-//! The two local actions token sources need besides HTTP: reading a small file and running a
-//! command with a timeout.
+//! Running a command with a timeout, for the Azure CLI token source. (Reading files is
+//! shared with the async backend, in `akv-local`.)
 
 use std::io::Read;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use akv_proto::credential::CommandOutput;
-
-/// Reads at most `max_len` bytes; a longer file is an error, not a truncated read.
-pub fn read_file_capped(path: &Path, max_len: usize) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(max_len as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() > max_len {
-        return Err(format!("{} is larger than {max_len} bytes", path.display()));
-    }
-    Ok(bytes)
-}
 
 /// Largest output kept from a command.
 const MAX_OUTPUT: u64 = 1024 * 1024;
@@ -76,22 +62,6 @@ pub fn run_command(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capped_reads() {
-        let dir = std::env::temp_dir().join(format!("akv-read-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("x");
-        std::fs::write(&f, b"12345").unwrap();
-        assert_eq!(read_file_capped(&f, 5).unwrap(), b"12345");
-        assert!(
-            read_file_capped(&f, 4)
-                .unwrap_err()
-                .contains("larger than 4")
-        );
-        assert!(read_file_capped(&dir.join("missing"), 4).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
 
     #[test]
     fn commands_and_timeouts() {

@@ -16,41 +16,14 @@ pub struct Transport {
     max_body_bytes: u64,
 }
 
-fn config_error(message: String) -> TransportError {
-    TransportError::new(TransportErrorKind::Tls, message)
-}
-
 impl Transport {
     /// Builds a transport. Fails when the extra CA file cannot be read or holds no
-    /// certificate, or when no trust root at all is left.
+    /// certificate, or when no trust root at all is left (see [`akv_local::trust_roots`]).
     pub fn new(config: &TransportConfig) -> Result<Transport, TransportError> {
-        let mut roots: Vec<Certificate<'static>> = Vec::new();
-        if config.platform_roots {
-            // Honours SSL_CERT_FILE and SSL_CERT_DIR as OpenSSL does.
-            let found = rustls_native_certs::load_native_certs();
-            roots.extend(
-                found
-                    .certs
-                    .iter()
-                    .map(|c| Certificate::from_der(c.as_ref()).to_owned()),
-            );
-        }
-        if let Some((pem, source)) = extra_ca(config)? {
-            let before = roots.len();
-            for item in ureq::tls::parse_pem(&pem) {
-                if let Ok(ureq::tls::PemItem::Certificate(cert)) = item {
-                    roots.push(cert);
-                }
-            }
-            if roots.len() == before {
-                return Err(config_error(format!("{source} holds no PEM certificate")));
-            }
-        }
-        if roots.is_empty() {
-            return Err(config_error(
-                "no trusted CA certificates: install ca-certificates, set SSL_CERT_FILE, or configure a CA file".into(),
-            ));
-        }
+        let roots: Vec<Certificate<'static>> = akv_local::trust_roots(config)?
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .root_certs(RootCerts::Specific(Arc::new(roots)))
@@ -106,17 +79,6 @@ impl Transport {
             .read_to_vec()
             .map_err(map_error)?;
         Ok(HttpResponse::from_parts(parts, bytes))
-    }
-}
-
-/// The extra CA certificates (PEM) and where they came from, for messages.
-fn extra_ca(config: &TransportConfig) -> Result<Option<(Vec<u8>, String)>, TransportError> {
-    match (&config.extra_ca_pem, &config.extra_ca_file) {
-        (Some(pem), _) => Ok(Some((pem.clone(), "the configured CA certificates".into()))),
-        (None, Some(path)) => std::fs::read(path)
-            .map(|pem| Some((pem, format!("the CA file {}", path.display()))))
-            .map_err(|e| config_error(format!("cannot read the CA file {}: {e}", path.display()))),
-        (None, None) => Ok(None),
     }
 }
 

@@ -168,7 +168,7 @@ impl BearerChallenge {
             authority: bearer
                 .param("authorization")
                 .or_else(|| bearer.param("authorization_uri"))
-                .map(|a| crate::response::clean_text(a, 200)),
+                .map(|a| crate::text::clean_text(a, 200)),
             audience: Audience::parse(raw)?,
         })
     }

@@ -493,7 +493,7 @@ impl Operation {
                 .headers()
                 .get("x-ms-request-id")
                 .and_then(|v| v.to_str().ok())
-                .map(|v| crate::response::clean_text(v, 64)),
+                .map(|v| crate::text::clean_text(v, 64)),
         })
     }
 

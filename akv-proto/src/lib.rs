@@ -66,12 +66,15 @@ mod ecdsa_der;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod key_id;
+mod key_id_error;
 mod names;
 mod request;
 mod response;
 mod retry_after;
+mod text;
 mod token;
 mod transport_config;
+mod typed_call;
 
 pub use algorithm::{
     AlgorithmError, Curve, Digest, EncryptAlgorithm, PssSaltLen, RsaDecryptParams, RsaPadding,
@@ -89,9 +92,9 @@ pub use ecdsa_der::{
     SignatureFormatError, der_to_raw as ecdsa_der_to_raw, raw_to_der as ecdsa_raw_to_der,
 };
 pub use key_id::{
-    AllowedHost, Endpoint, EndpointPolicy, KeyId, KeyIdError, KeyIdPart, KeyService,
-    MAX_KEY_STRING_LEN, Scheme,
+    AllowedHost, Endpoint, EndpointPolicy, KeyId, KeyService, MAX_KEY_STRING_LEN, Scheme,
 };
+pub use key_id_error::{KeyIdError, KeyIdPart};
 pub use names::{KeyName, KeyVersion, VaultName};
 pub use request::{
     ApiVersion, ClientRequestId, HttpRequest, HttpResponse, KeyCall, authorize, build_request,
@@ -107,6 +110,7 @@ pub use token::{
 };
 
 pub use transport_config::{ProxySetting, TransportConfig};
+pub use typed_call::TypedCall;
 
 /// Token cache timing constants.
 pub mod token_policy {

@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use crate::key_id::{KeyIdError, KeyIdPart, shown};
+use crate::key_id_error::{KeyIdError, KeyIdPart};
+use crate::text::shown;
 
 /// A Key Vault or Managed HSM name: 3-24 characters of `0-9a-zA-Z-`, starting with a letter,
 /// ending with a letter or digit, without `--`. Stored lowercase (names are case-insensitive).

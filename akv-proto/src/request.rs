@@ -43,7 +43,7 @@ impl ApiVersion {
         } else {
             Err(format!(
                 "invalid api-version {}: expected N.N (e.g. 7.5) or YYYY-MM-DD (e.g. 2025-07-01), optionally with -preview",
-                crate::key_id::shown(value)
+                crate::text::shown(value)
             ))
         }
     }

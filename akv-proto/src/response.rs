@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::algorithm::Curve;
 use crate::b64;
+use crate::text::clean_text;
 
 /// Why a response body could not be understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -289,7 +290,7 @@ fn public_key_from_jwk(kty: &str, jwk: &RawJwk) -> Result<PublicKey, ResponseErr
             })?;
             let Some(curve) = Curve::from_jwk_name(crv) else {
                 return Ok(PublicKey::Unsupported {
-                    reason: format!("curve {:?} is not supported", crate::key_id::shown(crv)),
+                    reason: format!("curve {:?} is not supported", crate::text::shown(crv)),
                 });
             };
             let x = fixed_width(decode_field(BUNDLE, "x", jwk.x.as_deref())?, curve, "x")?;
@@ -299,7 +300,7 @@ fn public_key_from_jwk(kty: &str, jwk: &RawJwk) -> Result<PublicKey, ResponseErr
         other => Ok(PublicKey::Unsupported {
             reason: format!(
                 "key type {} is not an RSA or EC key",
-                crate::key_id::shown(other)
+                crate::text::shown(other)
             ),
         }),
     }
@@ -406,19 +407,6 @@ struct RawError {
     code: Option<String>,
     message: Option<String>,
     innererror: Option<Box<RawError>>,
-}
-
-/// Keeps service text printable and bounded before it reaches logs and OpenSSL's error queue.
-pub(crate) fn clean_text(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out.trim().to_owned()
 }
 
 impl ServiceError {

@@ -30,7 +30,7 @@ impl Audience {
     /// is removed). Only `https://host[:port][/path]` of plain characters is accepted.
     pub fn parse(value: &str) -> Result<Audience, AudienceError> {
         let err = || AudienceError {
-            value: crate::key_id::shown(value),
+            value: crate::text::shown(value),
         };
         let trimmed = value.strip_suffix("/.default").unwrap_or(value);
         let trimmed = trimmed.trim_end_matches('/');

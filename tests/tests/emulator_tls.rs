@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use akv_proto::credential::CredentialSource;
 use akv_proto::{
-    Cloud, Curve, EncryptAlgorithm, EndpointPolicy, KeyId, OperationConfig, PublicKey,
+    Cloud, Curve, EncryptAlgorithm, EndpointPolicy, KeyCall, KeyId, OperationConfig, PublicKey,
     SignAlgorithm,
 };
 use akv_tests::emulator::{Emulator, EmulatorConfig};
@@ -182,7 +182,11 @@ fn blocking_backend_signs_and_decrypts_with_every_key_over_https() {
             akv_proto::ecdsa_sign(curve, &hash(digest_for(48), b"hello").unwrap()).unwrap();
         let signature = client.sign(&k, alg, &digest).unwrap();
         verify_locally(&emulator, name, alg, &digest, &signature);
-        assert!(client.verify(&k, alg, &digest, &signature).unwrap());
+        assert!(
+            client
+                .call(&k, KeyCall::verify(alg, &digest, &signature))
+                .unwrap()
+        );
         operations += 4;
     }
     for name in RSA_KEYS {
@@ -199,7 +203,10 @@ fn blocking_backend_signs_and_decrypts_with_every_key_over_https() {
             let ciphertext = encrypt_locally(&emulator, name, alg, b"a secret");
             assert_eq!(client.decrypt(&k, alg, &ciphertext).unwrap(), b"a secret");
             let wrapped = encrypt_locally(&emulator, name, alg, &[7u8; 32]);
-            assert_eq!(client.unwrap_key(&k, alg, &wrapped).unwrap(), [7u8; 32]);
+            assert_eq!(
+                client.call(&k, KeyCall::unwrap_key(alg, &wrapped)).unwrap(),
+                [7u8; 32]
+            );
         }
         operations += 1 + 6 + 6;
     }
