@@ -4,7 +4,8 @@
 //! is deliberately leaked in the child, because dropping it would close (and send TLS
 //! close_notify on) sockets the parent still uses.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use akv_http_ureq::{KeyClient, ProxySetting, TokenProvider, Transport, TransportConfig};
@@ -38,11 +39,43 @@ struct Resolved {
 
 static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
 
+/// This process's id, kept so that an operation costs no `getpid` system call; 0 when not
+/// known. A fork handler clears it in every child, which then reads its own.
+static PID: AtomicU32 = AtomicU32::new(0);
+static FORK_HANDLER: Once = Once::new();
+static FORK_HANDLER_SET: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn forget_pid_in_child() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// The id of the calling process, noticing forks.
+fn process_id() -> u32 {
+    FORK_HANDLER.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic, which is async-signal
+        // safe as fork handlers must be. The library is never unloaded (it is marked
+        // nodelete), so the handler outlives every fork.
+        let set = unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) } == 0;
+        FORK_HANDLER_SET.store(set, Ordering::Relaxed);
+    });
+    if !FORK_HANDLER_SET.load(Ordering::Relaxed) {
+        return std::process::id();
+    }
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            PID.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
+}
+
 /// The current runtime, building it when missing, stale after a settings change, or
 /// inherited from a parent process.
 pub fn runtime() -> Result<Arc<Runtime>, EngineError> {
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
-    let pid = std::process::id();
+    let pid = process_id();
     let generation = settings::generation();
     let mut inherited = None;
     if let Some(current) = slot.as_ref() {
@@ -75,7 +108,7 @@ pub fn runtime() -> Result<Arc<Runtime>, EngineError> {
 pub fn reset() {
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     match slot.take() {
-        Some(r) if r.pid != std::process::id() => std::mem::forget(r),
+        Some(r) if r.pid != process_id() => std::mem::forget(r),
         other => drop(other),
     }
 }

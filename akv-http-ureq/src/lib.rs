@@ -10,6 +10,8 @@
 
 mod client;
 mod local;
+mod resolver;
+mod tcp;
 mod tokens;
 mod transport;
 

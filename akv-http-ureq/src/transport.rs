@@ -1,5 +1,7 @@
 //! One ureq agent: a keep-alive pool, rustls with an explicit crypto provider, the
-//! platform's roots plus an optional extra CA file, timeouts, no redirects, capped bodies.
+//! platform's roots plus an optional extra CA file, timeouts, no redirects, capped bodies;
+//! with our own resolver and TCP layer, so that a request on a kept-alive connection costs
+//! no thread, no name lookup and no socket option (see `resolver.rs` and `tcp.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,12 +10,35 @@ use akv_proto::{
     HttpRequest, HttpResponse, ProxySetting, TransportConfig, TransportError, TransportErrorKind,
 };
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    ConnectProxyConnector, Connector, NextTimeout, RustlsConnector,
+};
+
+use crate::resolver::CachingResolver;
+use crate::tcp::LeanTcpConnector;
 
 /// Executes HTTP requests for `akv-proto`.
 #[derive(Debug, Clone)]
 pub struct Transport {
     agent: ureq::Agent,
+    resolver: Arc<CachingResolver>,
     max_body_bytes: u64,
+}
+
+/// The agent's handle on the resolver the transport also keeps (to forget addresses).
+#[derive(Debug)]
+struct SharedResolver(Arc<CachingResolver>);
+
+impl Resolver for SharedResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        self.0.resolve(uri, config, timeout)
+    }
 }
 
 impl Transport {
@@ -40,7 +65,7 @@ impl Transport {
                 )
             })?),
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -52,10 +77,18 @@ impl Transport {
             .proxy(proxy)
             .user_agent(concat!("e_akv/", env!("CARGO_PKG_VERSION")))
             .accept_encoding("identity")
-            .build()
-            .into();
+            .build();
+        // ureq's default chain, with our TCP layer in place of its own.
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(LeanTcpConnector)
+                .chain(RustlsConnector::default());
+        let resolver = Arc::new(CachingResolver::default());
+        let agent =
+            ureq::Agent::with_parts(agent_config, connector, SharedResolver(resolver.clone()));
         Ok(Transport {
             agent,
+            resolver,
             max_body_bytes: config.max_body_bytes,
         })
     }
@@ -71,14 +104,28 @@ impl Transport {
             .configure_request(request)
             .timeout_global(Some(timeout))
             .build();
-        let response = self.agent.run(request).map_err(map_error)?;
-        let (parts, mut body) = response.into_parts();
-        let bytes = body
-            .with_config()
-            .limit(self.max_body_bytes)
-            .read_to_vec()
-            .map_err(map_error)?;
-        Ok(HttpResponse::from_parts(parts, bytes))
+        // Kept for the error path; cloning a Uri shares its bytes.
+        let uri = request.uri().clone();
+        let exchange = self.agent.run(request).and_then(|response| {
+            let (parts, mut body) = response.into_parts();
+            let bytes = body
+                .with_config()
+                .limit(self.max_body_bytes)
+                .read_to_vec()?;
+            Ok(HttpResponse::from_parts(parts, bytes))
+        });
+        exchange.map_err(|e| {
+            let error = map_error(e);
+            if matches!(
+                error.kind,
+                TransportErrorKind::Connect | TransportErrorKind::Timeout | TransportErrorKind::Io
+            ) && let Some(host) = uri.host()
+            {
+                // The addresses may be what failed (a failover moved the vault): look again.
+                self.resolver.forget(host);
+            }
+            error
+        })
     }
 }
 

@@ -11,8 +11,8 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use akv_proto::{
@@ -83,15 +83,18 @@ pub fn unix_now() -> u64 {
 }
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+static PID: OnceLock<u32> = OnceLock::new();
 
 /// A request id unique in this process and, with the pid and time mixed in, across processes.
+/// The pid is read once (`getpid` is a system call on every use): a forked child mixes in its
+/// parent's, and its ids still differ by the time.
 pub fn next_request_id() -> ClientRequestId {
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed) as u128;
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let pid = std::process::id() as u128;
+    let pid = *PID.get_or_init(std::process::id) as u128;
     ClientRequestId::from_u128((nanos << 40) ^ (pid << 20) ^ n ^ (n << 96))
 }
 
