@@ -17,22 +17,15 @@ use crate::transport::Transport;
 pub struct TokenProvider {
     supply: Mutex<TokenSupply>,
     fetched: Notify,
-    source: CredentialSource,
 }
 
 impl TokenProvider {
     /// A provider for `source`; each fetch may take at most `budget`.
     pub fn new(source: CredentialSource, budget: Duration) -> TokenProvider {
         TokenProvider {
-            supply: Mutex::new(TokenSupply::new(source.clone(), budget)),
+            supply: Mutex::new(TokenSupply::new(source, budget)),
             fetched: Notify::new(),
-            source,
         }
-    }
-
-    /// The configured source.
-    pub fn source(&self) -> &CredentialSource {
-        &self.source
     }
 
     /// A token for `need`, waiting for another task's fetch when one is under way.

@@ -16,22 +16,15 @@ use crate::transport::Transport;
 pub struct TokenProvider {
     supply: Mutex<TokenSupply>,
     fetched: Condvar,
-    source: CredentialSource,
 }
 
 impl TokenProvider {
     /// A provider for `source`; each fetch may take at most `budget`.
     pub fn new(source: CredentialSource, budget: Duration) -> TokenProvider {
         TokenProvider {
-            supply: Mutex::new(TokenSupply::new(source.clone(), budget)),
+            supply: Mutex::new(TokenSupply::new(source, budget)),
             fetched: Condvar::new(),
-            source,
         }
-    }
-
-    /// The configured source.
-    pub fn source(&self) -> &CredentialSource {
-        &self.source
     }
 
     /// Forgets every cached token (after a fork, say).

@@ -7,8 +7,8 @@ use crate::driver::{Error, Output};
 use crate::request::KeyCall;
 use crate::response::KeyBundle;
 
-/// A [`KeyCall`] that yields a `T`. Run [`TypedCall::call`] through the driver, then hand
-/// its output to [`TypedCall::read`].
+/// A [`KeyCall`] that yields a `T`: [`TypedCall::into_parts`] gives the call to run through
+/// the driver and the reader of its output.
 #[derive(Clone)]
 #[must_use]
 pub struct TypedCall<T> {
@@ -23,11 +23,6 @@ impl<T> std::fmt::Debug for TypedCall<T> {
 }
 
 impl<T> TypedCall<T> {
-    /// The untyped call, for [`Operation::new`](crate::Operation::new).
-    pub fn call(&self) -> &KeyCall {
-        &self.call
-    }
-
     /// The call and the reader of its output, apart.
     pub fn into_parts(self) -> (KeyCall, impl Fn(Output) -> Result<T, Error>) {
         let read = self.read;

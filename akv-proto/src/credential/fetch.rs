@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::source::{CredentialSource, ManagedIdentityEndpoint, Secret};
-use super::wire::{Failure, is_transient};
+use super::wire::{Failure, judge_failure};
 use super::{
     arc, azure_cli, client_secret, managed_identity, parse, static_token, workload_identity,
 };
@@ -296,12 +296,7 @@ impl TokenFetch {
                     CredentialSource::ManagedIdentity { endpoint, .. } => {
                         managed_identity::judge_failure(endpoint, &response, &detail)
                     }
-                    // Entra ID: only passing trouble is retried.
-                    _ if is_transient(status) => Failure::Retry {
-                        reason: format!("HTTP {status}{detail}"),
-                        delay: crate::retry_after(response.headers()),
-                    },
-                    _ => Failure::Give(format!("HTTP {status}{detail}")),
+                    _ => judge_failure(&response, &detail),
                 };
                 match failure {
                     Failure::Retry { reason, delay } => self.retry(now, reason, delay),

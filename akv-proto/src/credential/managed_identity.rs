@@ -9,7 +9,7 @@ use http::header::AUTHORIZATION;
 use http::{Method, Request};
 
 use super::source::{ManagedIdentityEndpoint, Secret, UserAssignedId};
-use super::wire::{Failure, encode, is_transient, sensitive};
+use super::wire::{self, Failure, encode, sensitive};
 use crate::request::{HttpRequest, HttpResponse};
 use crate::token::Audience;
 
@@ -87,17 +87,14 @@ pub(super) fn judge_failure(
     let status = response.status().as_u16();
     let imds = matches!(endpoint, ManagedIdentityEndpoint::Imds { .. });
     // IMDS answers 404 and 410 while it is starting up or updating (PROTOCOL.md section 3).
-    if is_transient(status) || (imds && matches!(status, 404 | 410)) {
-        Failure::Retry {
-            reason: format!("HTTP {status}{detail}"),
-            delay: crate::retry_after(response.headers()),
-        }
+    if imds && matches!(status, 404 | 410) {
+        wire::retry(response, detail)
     } else if status == 400 {
         Failure::Give(format!(
             "HTTP 400{detail}: no managed identity is assigned to this machine, or not the one requested (check AZURE_CLIENT_ID / the configured identity)"
         ))
     } else {
-        Failure::Give(format!("HTTP {status}{detail}"))
+        wire::judge_failure(response, detail)
     }
 }
 

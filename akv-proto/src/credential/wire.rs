@@ -8,7 +8,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request};
 
 use super::source::ServiceUrl;
-use crate::request::HttpRequest;
+use crate::request::{HttpRequest, HttpResponse};
 use crate::token::Audience;
 
 /// Percent-encodes a query value.
@@ -72,7 +72,22 @@ pub(super) enum Failure {
     Give(String),
 }
 
-/// Statuses every token service uses for passing trouble.
-pub(super) fn is_transient(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500..=599)
+/// Another try for a failed answer, after the server's `Retry-After` if it sent one.
+pub(super) fn retry(response: &HttpResponse, detail: &str) -> Failure {
+    Failure::Retry {
+        reason: format!("HTTP {}{detail}", response.status().as_u16()),
+        delay: crate::retry_after(response.headers()),
+    }
+}
+
+/// What a failed answer (not 2xx) of a token service means when only the statuses every
+/// service uses for passing trouble are retried (Entra ID; managed identity adds its own
+/// cases). `detail` is the service's own code and message, already cleaned.
+pub(super) fn judge_failure(response: &HttpResponse, detail: &str) -> Failure {
+    let status = response.status().as_u16();
+    if matches!(status, 408 | 429 | 500..=599) {
+        retry(response, detail)
+    } else {
+        Failure::Give(format!("HTTP {status}{detail}"))
+    }
 }
