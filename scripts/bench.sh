@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark command: builds in release mode, runs akv-bench against the local emulator
-# (HTTPS on 127.0.0.1, signatures cached so the emulator's own crypto is not measured), and
-# writes BENCHMARKS.md: the machine, the command, the figures. A hand-written analysis below
+# (HTTPS on 127.0.0.1, signatures cached so the emulator's own crypto is not measured) with
+# wrk as the floor and strace counting system calls, and writes BENCHMARKS.md: the machine, the command, the figures. A hand-written analysis below
 # the marker line in BENCHMARKS.md is kept across runs.
 #
 #   ./scripts/bench.sh            # full run, a few minutes
@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p akv-engine
 cargo build --release --locked -p akv-tests --bin akv-bench
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || { echo "nginx is needed (apt-get install nginx)" >&2; exit 1; }
+for tool in wrk strace; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install $tool)" >&2; exit 1; }
+done
 
 out=BENCHMARKS.md
 marker='<!-- analysis: kept across runs -->'

@@ -6,7 +6,13 @@
 //! request). This one keeps the socket non-blocking from the start: a write or read that can
 //! go on at once is one system call; one that would block waits in `poll` with exactly the
 //! time left, so timeouts are honoured to the millisecond without touching socket options;
-//! and the liveness check is one `recv(MSG_PEEK)`.
+//! the liveness check is one `recv(MSG_PEEK)`; and a request goes out in one `send`.
+//!
+//! ureq hands over a request's head and its body separately (two TLS records). Sent as they
+//! come, that is two segments, and on loopback each costs the sender the receiver's network
+//! processing too. Output is therefore held until the transport is asked for input (a client
+//! always reads after it writes: the response, the TLS handshake's reply, a proxy's answer),
+//! or until enough is held to fill segments anyway.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -43,10 +49,10 @@ impl<In: Transport> Connector<In> for LeanTcpConnector {
         let stream = Arc::new(stream);
         (details.register_shutdown)(Arc::downgrade(&stream) as Weak<dyn ShutdownHandle>)?;
         let config = details.config;
-        Ok(Some(Either::B(LeanTcpTransport {
+        Ok(Some(Either::B(LeanTcpTransport::new(
             stream,
-            buffers: LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size()),
-        })))
+            LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size()),
+        ))))
     }
 }
 
@@ -83,22 +89,77 @@ fn deadline_of(timeout: NextTimeout) -> Option<Instant> {
     timeout.not_zero().map(|after| Instant::now() + *after)
 }
 
+/// Held output beyond this is sent at once: a few full segments, so holding saves nothing.
+const HOLD_AT_MOST: usize = 16 * 1024;
+
 /// A non-blocking TCP connection.
 #[derive(Debug)]
 pub(crate) struct LeanTcpTransport {
     stream: Arc<TcpStream>,
     buffers: LazyBuffers,
+    /// Output accepted but not yet sent (see the module comment), and the earliest write
+    /// deadline it came with.
+    held: Vec<u8>,
+    held_until: Option<(Instant, ureq::Timeout)>,
 }
 
-/// Waits until the socket is ready for `flags`, at most until `deadline`.
+impl LeanTcpTransport {
+    fn new(stream: Arc<TcpStream>, buffers: LazyBuffers) -> LeanTcpTransport {
+        LeanTcpTransport {
+            stream,
+            buffers,
+            held: Vec::new(),
+            held_until: None,
+        }
+    }
+
+    /// Sends everything held, waiting for room at most until its write deadline.
+    fn flush_held(&mut self) -> Result<(), Error> {
+        let until = self.held_until.take();
+        let mut sent = 0;
+        let result = loop {
+            if sent == self.held.len() {
+                break Ok(());
+            }
+            match (&*self.stream).write(&self.held[sent..]) {
+                Ok(0) => break Err(Error::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match wait_until(&self.stream, PollFlags::OUT, until.map(|(at, _)| at)) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let reason = until.map_or(ureq::Timeout::SendRequest, |(_, r)| r);
+                            break Err(Error::Timeout(reason));
+                        }
+                        Err(e) => break Err(Error::Io(e)),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e.into()),
+            }
+        };
+        self.held.clear();
+        result
+    }
+}
+
+/// Waits until the socket is ready for `flags`, at most for `timeout`.
 fn wait(stream: &TcpStream, flags: PollFlags, timeout: NextTimeout) -> Result<(), Error> {
-    let deadline = deadline_of(timeout);
+    match wait_until(stream, flags, deadline_of(timeout)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Timeout(timeout.reason)),
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
+/// Waits until the socket is ready for `flags` (true) or `deadline` has passed (false).
+fn wait_until(stream: &TcpStream, flags: PollFlags, deadline: Option<Instant>) -> io::Result<bool> {
     loop {
         let left = match deadline {
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(Error::Timeout(timeout.reason));
+                    return Ok(false);
                 }
                 Some(Timespec::try_from(left).unwrap_or(Timespec {
                     tv_sec: i64::MAX,
@@ -109,11 +170,11 @@ fn wait(stream: &TcpStream, flags: PollFlags, timeout: NextTimeout) -> Result<()
         };
         let mut fds = [PollFd::new(stream, flags)];
         match poll(&mut fds, left.as_ref()) {
-            Ok(0) => return Err(Error::Timeout(timeout.reason)),
+            Ok(0) => return Ok(false),
             // Readable, writable, or an error or hang-up the next read or write reports.
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(true),
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(Error::Io(e.into())),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -133,24 +194,27 @@ impl Transport for LeanTcpTransport {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
         let timeout = check(timeout.for_write())?;
-        let output = &self.buffers.output()[..amount];
-        let mut sent = 0;
-        while sent < output.len() {
-            match (&*self.stream).write(&output[sent..]) {
-                Ok(0) => return Err(Error::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait(&self.stream, PollFlags::OUT, timeout)?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+        if let Some(at) = deadline_of(timeout) {
+            if self.held_until.is_none_or(|(earlier, _)| at < earlier) {
+                self.held_until = Some((at, timeout.reason));
             }
+        }
+        self.held
+            .extend_from_slice(&self.buffers.output()[..amount]);
+        if self.held.len() >= HOLD_AT_MOST {
+            self.flush_held()?;
         }
         Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
         let timeout = check(timeout.for_read())?;
+        if !self.held.is_empty() {
+            self.flush_held()?;
+            // The answer to what just left cannot be here yet: wait before the first read
+            // rather than spend a read on learning that.
+            wait(&self.stream, PollFlags::IN, timeout)?;
+        }
         loop {
             let input = self.buffers.input_append_buf();
             match (&*self.stream).read(input) {
@@ -193,10 +257,7 @@ mod tests {
         let stream = connect_any(&[addr], timeout).unwrap();
         stream.set_nonblocking(true).unwrap();
         let (peer, _) = listener.accept().unwrap();
-        let transport = LeanTcpTransport {
-            stream: Arc::new(stream),
-            buffers: LazyBuffers::new(4096, 4096),
-        };
+        let transport = LeanTcpTransport::new(Arc::new(stream), LazyBuffers::new(4096, 4096));
         (transport, peer)
     }
 
@@ -211,17 +272,26 @@ mod tests {
     fn reads_writes_timeouts_and_liveness() {
         let (mut t, mut peer) = pair();
         assert!(t.is_open());
+        // A head and a body: held until the transport is asked for input, then one send.
         t.buffers().output()[..5].copy_from_slice(b"hello");
         t.transmit_output(5, within(1000)).unwrap();
-        let mut got = [0u8; 5];
-        peer.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"hello");
+        t.buffers().output()[..3].copy_from_slice(b", x");
+        t.transmit_output(3, within(1000)).unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let mut got = [0u8; 8];
+        assert_eq!(
+            peer.read(&mut got).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
 
         // Nothing arrives: the read gives up when the time is spent, not before.
         let started = Instant::now();
         let err = t.await_input(within(150)).unwrap_err();
         assert!(matches!(err, Error::Timeout(_)), "{err}");
         assert!(started.elapsed() >= Duration::from_millis(150));
+        assert_eq!(peer.read(&mut got).unwrap(), 8, "sent as one");
+        assert_eq!(&got, b"hello, x");
+        peer.set_nonblocking(false).unwrap();
 
         peer.write_all(b"world").unwrap();
         assert!(t.await_input(within(1000)).unwrap());
@@ -235,6 +305,19 @@ mod tests {
         drop(peer);
         std::thread::sleep(Duration::from_millis(50));
         assert!(!t.is_open());
+    }
+
+    #[test]
+    fn large_output_is_not_held() {
+        let (mut t, mut peer) = pair();
+        let chunk = 4096;
+        for round in 0..(HOLD_AT_MOST / chunk) {
+            t.buffers().output()[..chunk].fill(round as u8);
+            t.transmit_output(chunk, within(1000)).unwrap();
+        }
+        let mut got = vec![0u8; HOLD_AT_MOST];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got[HOLD_AT_MOST - 1], (HOLD_AT_MOST / chunk - 1) as u8);
     }
 
     #[test]

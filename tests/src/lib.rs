@@ -8,3 +8,4 @@ pub mod emulator;
 pub mod lab;
 pub mod servers;
 pub mod support;
+pub mod trace;

@@ -5,88 +5,9 @@
 //! (loading, the first connection, the token) appears in both, so the difference is what 500
 //! signatures cost.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use akv_tests::lab::Lab;
 use akv_tests::support::{TempDir, compile_c};
-
-/// System calls of one run, by name, and the files it opened.
-struct Trace {
-    calls: BTreeMap<String, usize>,
-    opened: Vec<String>,
-}
-
-impl Trace {
-    fn count(&self, name: &str) -> usize {
-        self.calls.get(name).copied().unwrap_or(0)
-    }
-
-    fn total(&self) -> usize {
-        self.calls.values().sum()
-    }
-
-    fn threads(&self) -> usize {
-        ["clone", "clone3", "fork", "vfork"]
-            .iter()
-            .map(|n| self.count(n))
-            .sum()
-    }
-
-    fn lookups(&self) -> usize {
-        self.opened
-            .iter()
-            .filter(|f| {
-                [
-                    "/etc/hosts",
-                    "/etc/resolv.conf",
-                    "/etc/nsswitch.conf",
-                    "/etc/gai.conf",
-                ]
-                .iter()
-                .any(|n| f.contains(n))
-            })
-            .count()
-    }
-}
-
-fn traced_run(lab: &Lab, bin: &Path, dir: &Path, ops: usize) -> Trace {
-    let out_file = dir.join(format!("strace-{ops}.txt"));
-    let out = lab
-        .command("strace")
-        .args(["-f", "-qq", "-o"])
-        .arg(&out_file)
-        .arg(bin)
-        .args(["vault:myvault:rsa2048", "pkcs1", "1", &ops.to_string()])
-        .output()
-        .expect("strace runs (apt-get install strace)");
-    assert!(
-        out.status.success(),
-        "bench_engine under strace failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&out_file).unwrap();
-    let mut calls = BTreeMap::new();
-    let mut opened = Vec::new();
-    for line in text.lines() {
-        // "PID name(args) = result", or a "<... name resumed>" continuation (not counted).
-        let Some(rest) = line.split_once(' ').map(|(_, r)| r.trim_start()) else {
-            continue;
-        };
-        if rest.starts_with("<...") || rest.starts_with("+++") || rest.starts_with("---") {
-            continue;
-        }
-        let Some((name, args)) = rest.split_once('(') else {
-            continue;
-        };
-        *calls.entry(name.to_owned()).or_insert(0) += 1;
-        if name == "openat" || name == "open" {
-            opened.push(args.to_owned());
-        }
-    }
-    Trace { calls, opened }
-}
+use akv_tests::trace::Trace;
 
 #[test]
 fn a_signature_on_a_warm_connection_costs_no_thread_and_no_name_lookup() {
@@ -101,18 +22,25 @@ fn a_signature_on_a_warm_connection_costs_no_thread_and_no_name_lookup() {
     lab.set_env("AKV_IMDS_ENDPOINT", &named);
     let bin = compile_c(dir.path(), "bench_engine", "-O2");
 
-    let few = traced_run(&lab, &bin, dir.path(), 20);
-    let many = traced_run(&lab, &bin, dir.path(), 520);
+    let run = |ops| {
+        Trace::of_signing(
+            &lab,
+            &bin,
+            dir.path(),
+            "vault:myvault:rsa2048",
+            "pkcs1",
+            ops,
+        )
+    };
+    let few = run(20);
+    let many = run(520);
     assert!(few.lookups() > 0, "the first connection looks the name up");
-    let per_signature = |n: usize, m: usize| (m as f64 - n as f64) / 500.0;
-    let mut table = String::new();
-    for name in many.calls.keys() {
-        let extra = per_signature(few.count(name), many.count(name));
-        if extra.abs() >= 0.01 {
-            table.push_str(&format!("  {name}: {extra:.2}\n"));
-        }
-    }
-    let total = per_signature(few.total(), many.total());
+    let per = few.per_operation(&many, 500);
+    let table: String = per
+        .iter()
+        .map(|(name, n)| format!("  {name}: {n:.2}\n"))
+        .collect();
+    let total: f64 = per.values().sum();
     eprintln!("system calls per signature on a warm connection: {total:.2}\n{table}");
     assert_eq!(
         many.threads(),
@@ -128,4 +56,57 @@ fn a_signature_on_a_warm_connection_costs_no_thread_and_no_name_lookup() {
         total <= 8.0,
         "a signature costs {total:.2} system calls, more than 8:\n{table}"
     );
+}
+
+/// The same for each backend on its own (the provider and Rust programs use them directly):
+/// a kept-alive connection, a cached token, no thread and no name lookup per operation.
+///
+/// hyper-util's pool returns a connection from a task of its own once the response is read,
+/// and starts a new connection in parallel when the next request finds the pool empty, so on
+/// a multi-threaded runtime a few sequential requests open another connection (and look the
+/// name up for it). For hyper the check is therefore: lookups and threads only with new
+/// connections, and few of those.
+#[test]
+fn each_backend_signs_on_a_warm_connection_without_threads_or_lookups() {
+    let dir = TempDir::new("warm-path-backends");
+    let mut lab = Lab::start(dir.path(), &[("rsa2048", "rsa2048")], |c| {
+        c.cache_signatures = true
+    });
+    let named = lab.emulator().base_url().replace("127.0.0.1", "localhost");
+    lab.set_env("AKV_ENDPOINT", &named);
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_akv-sign-loop"));
+    for backend in ["ureq", "hyper"] {
+        let few = Trace::of(&lab, program, &[backend, "20"], dir.path());
+        let many = Trace::of(&lab, program, &[backend, "520"], dir.path());
+        assert!(
+            few.lookups() > 0,
+            "{backend}: the first connection looks the name up"
+        );
+        let per = few.per_operation(&many, 500);
+        let table: String = per
+            .iter()
+            .map(|(name, n)| format!("  {name}: {n:.2}\n"))
+            .collect();
+        let total: f64 = per.values().sum();
+        eprintln!("{backend}: system calls per operation: {total:.2}\n{table}");
+        let more = |f: fn(&Trace) -> usize| f(&many).saturating_sub(f(&few));
+        let (threads, lookups) = (more(Trace::threads), more(Trace::lookups));
+        let connections = more(|t| t.count("connect"));
+        if backend == "ureq" {
+            assert_eq!(threads + lookups + connections, 0, "ureq:\n{table}");
+            assert!(
+                total <= 8.0,
+                "ureq: {total:.2} system calls per operation:\n{table}"
+            );
+        } else {
+            assert!(
+                connections <= 5,
+                "hyper opened {connections} more connections for 500 sequential operations"
+            );
+            assert!(
+                threads <= connections && lookups <= 4 * connections,
+                "hyper: {threads} threads and {lookups} resolver file opens for {connections} new connections:\n{table}"
+            );
+        }
+    }
 }
