@@ -5,10 +5,13 @@
 use std::ffi::{c_int, c_uchar, c_uint};
 use std::sync::{Arc, OnceLock};
 
-use crate::errors::{EngineError, Reason, guard};
+use akv_frontend::failure::{Failure, Reason};
+
+use crate::errors::guard;
 use crate::ffi;
-use crate::keys::{self, KeyData, KeyKind};
-use crate::remote;
+use akv_frontend::remote::{KeyKind, VaultKey};
+
+use crate::keys;
 
 struct Originals {
     sign: ffi::EcSignFn,
@@ -91,18 +94,18 @@ pub fn new_pkey_method() -> *mut ffi::EVP_PKEY_METHOD {
 }
 
 /// Signs remotely; returns raw `r||s` and the field width.
-fn remote_sign(data: &KeyData, digest: &[u8]) -> Result<(Vec<u8>, akv_proto::Curve), EngineError> {
+fn remote_sign(data: &VaultKey, digest: &[u8]) -> Result<(Vec<u8>, akv_proto::Curve), Failure> {
     let KeyKind::Ec { curve } = data.kind else {
-        return Err(EngineError::new(
+        return Err(Failure::new(
             Reason::Internal,
             "an EC callback got an RSA key",
         ));
     };
     let (alg, hash) = akv_proto::ecdsa_sign(curve, digest)
-        .map_err(|e| EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
-    let raw = remote::sign(&data.key, alg, &hash)?;
+        .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
+    let raw = akv_frontend::remote::sign(&data.key, alg, &hash)?;
     if raw.len() != 2 * curve.field_len() {
-        return Err(EngineError::new(
+        return Err(Failure::new(
             Reason::Sign,
             format!(
                 "{}: the vault returned a {}-byte ECDSA signature, {} expected",
@@ -115,7 +118,7 @@ fn remote_sign(data: &KeyData, digest: &[u8]) -> Result<(Vec<u8>, akv_proto::Cur
     Ok((raw, curve))
 }
 
-fn ours(key: *const ffi::EC_KEY) -> Option<Arc<KeyData>> {
+fn ours(key: *const ffi::EC_KEY) -> Option<Arc<VaultKey>> {
     keys::lookup(key.cast())
 }
 
@@ -143,11 +146,11 @@ unsafe extern "C" fn ec_sign(
         let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
         let (raw, curve) = remote_sign(&data, digest)?;
         let der = akv_proto::ecdsa_raw_to_der(curve, &raw)
-            .map_err(|e| EngineError::new(Reason::Sign, e.to_string()))?;
+            .map_err(|e| Failure::new(Reason::Sign, e.to_string()))?;
         // SAFETY: valid key; the buffer OpenSSL gives holds ECDSA_size bytes.
         let capacity = unsafe { ffi::ECDSA_size(eckey) }.max(0) as usize;
         if der.len() > capacity {
-            return Err(EngineError::new(
+            return Err(Failure::new(
                 Reason::BufferTooSmall,
                 format!("DER signature of {} bytes, buffer of {capacity}", der.len()),
             ));
@@ -193,7 +196,7 @@ unsafe extern "C" fn ec_sign_sig(
                 ffi::BN_free(br);
                 ffi::BN_free(bs);
                 ffi::ECDSA_SIG_free(sig);
-                return Err(EngineError::new(
+                return Err(Failure::new(
                     Reason::Internal,
                     "OpenSSL could not build an ECDSA_SIG",
                 ));

@@ -1,89 +1,15 @@
-//! Failures reported on OpenSSL's error queue under an `e_akv` library, and the guard every
-//! `extern "C"` callback runs behind: no panic ever crosses into C, and every failure leaves
-//! a readable reason that `openssl` and nginx print.
+//! Failures on OpenSSL's error queue under an `e_akv` library, and the guard every
+//! `extern "C"` callback runs behind ([`akv_frontend::failure::guard`] raising here): no
+//! panic ever crosses into C, and every failure leaves a readable reason that `openssl` and
+//! nginx print.
 
-use std::ffi::{CString, c_int};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ffi::{CStr, CString, c_int};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use akv_frontend::failure::{Failure, Reason};
+
 use crate::ffi;
-use crate::log;
-
-/// Why an engine call failed. The numbers are the OpenSSL reason codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum Reason {
-    /// The key string is not a valid key identifier.
-    InvalidKeyId = 100,
-    /// The key could not be fetched from the vault.
-    KeyFetch = 101,
-    /// The vault key cannot be used (type, curve, disabled, expired).
-    UnusableKey = 102,
-    /// Remote signing failed.
-    Sign = 103,
-    /// Remote decryption failed.
-    Decrypt = 104,
-    /// The requested padding/digest cannot be done by Key Vault.
-    NotPossibleRemotely = 105,
-    /// An engine setting is invalid.
-    Setting = 106,
-    /// The engine's configuration (TLS, credential) cannot be built.
-    Configuration = 107,
-    /// A bug: a panic was caught.
-    Internal = 108,
-    /// The output buffer OpenSSL gave is too small.
-    BufferTooSmall = 109,
-}
-
-impl Reason {
-    fn text(self) -> &'static std::ffi::CStr {
-        match self {
-            Reason::InvalidKeyId => c"invalid Key Vault key identifier",
-            Reason::KeyFetch => c"cannot fetch the key from Key Vault",
-            Reason::UnusableKey => c"the Key Vault key cannot be used",
-            Reason::Sign => c"Key Vault signing failed",
-            Reason::Decrypt => c"Key Vault decryption failed",
-            Reason::NotPossibleRemotely => c"operation not possible with a Key Vault key",
-            Reason::Setting => c"invalid e_akv setting",
-            Reason::Configuration => c"e_akv configuration failed",
-            Reason::Internal => c"internal error in e_akv",
-            Reason::BufferTooSmall => c"output buffer too small",
-        }
-    }
-
-    const ALL: [Reason; 10] = [
-        Reason::InvalidKeyId,
-        Reason::KeyFetch,
-        Reason::UnusableKey,
-        Reason::Sign,
-        Reason::Decrypt,
-        Reason::NotPossibleRemotely,
-        Reason::Setting,
-        Reason::Configuration,
-        Reason::Internal,
-        Reason::BufferTooSmall,
-    ];
-}
-
-/// An engine failure: a reason code and the details (never a secret).
-#[derive(Debug, Clone)]
-pub struct EngineError {
-    /// The reason code.
-    pub reason: Reason,
-    /// What went wrong, for the error queue and the log.
-    pub message: String,
-}
-
-impl EngineError {
-    /// Builds an error.
-    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        EngineError {
-            reason,
-            message: message.into(),
-        }
-    }
-}
 
 static LIBRARY: AtomicI32 = AtomicI32::new(0);
 
@@ -134,50 +60,29 @@ pub fn unregister() {
     }
 }
 
-/// Puts an error on OpenSSL's error queue (and in the log).
-pub fn raise(error: &EngineError, function: &'static std::ffi::CStr) {
-    log::error(format_args!(
-        "{}: {}",
-        error.reason.text().to_string_lossy(),
-        error.message
-    ));
+/// Puts a failure on OpenSSL's error queue.
+fn raise(failure: &Failure, function: &'static CStr) {
     let lib = LIBRARY.load(Ordering::SeqCst);
-    let message = CString::new(error.message.replace('\0', " ")).unwrap_or_default();
+    let message = CString::new(failure.message.replace('\0', " ")).unwrap_or_default();
     // SAFETY: ERR_set_error copies the formatted text; all pointers are valid C strings.
     unsafe {
         ffi::ERR_new();
         ffi::ERR_set_debug(c"akv-engine".as_ptr(), 0, function.as_ptr());
-        ffi::ERR_set_error(lib, error.reason as c_int, c"%s".as_ptr(), message.as_ptr());
+        ffi::ERR_set_error(
+            lib,
+            failure.reason as c_int,
+            c"%s".as_ptr(),
+            message.as_ptr(),
+        );
     }
 }
 
-/// Runs a callback body: a returned error or a panic becomes an OpenSSL error and
+/// Runs a callback body: a returned failure or a panic becomes an OpenSSL error and
 /// `on_error` is returned instead.
 pub fn guard<T>(
-    function: &'static std::ffi::CStr,
+    function: &'static CStr,
     on_error: T,
-    body: impl FnOnce() -> Result<T, EngineError>,
+    body: impl FnOnce() -> Result<T, Failure>,
 ) -> T {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(error)) => {
-            raise(&error, function);
-            on_error
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            raise(
-                &EngineError::new(
-                    Reason::Internal,
-                    format!("caught a panic in {}: {what}", function.to_string_lossy()),
-                ),
-                function,
-            );
-            on_error
-        }
-    }
+    akv_frontend::failure::guard(function, on_error, raise, body)
 }

@@ -1,48 +1,25 @@
-//! Loading a vault key into an `EVP_PKEY`: fetch it once, pin its version, build an RSA or EC
-//! key whose public half is real, remember which vault key backs it, and attach the engine
-//! so OpenSSL (>= 3.0.14 too) routes private-key operations to us.
+//! Loading a vault key into an `EVP_PKEY`: fetched once and pinned by
+//! [`akv_frontend::remote::load_key`], built here as an RSA or EC key whose public half is
+//! real, remembered as backed by the vault key, and bound to the engine so OpenSSL (>= 3.0.14
+//! too) routes private-key operations to us.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::c_int;
 use std::sync::{Arc, Mutex};
 
-use akv_proto::{Curve, KeyId, PublicKey};
+use akv_frontend::failure::{Failure, Reason};
+use akv_frontend::remote::VaultKey;
+use akv_proto::{Curve, PublicKey};
 
-use crate::errors::{EngineError, Reason};
 use crate::ffi;
-use crate::{log, remote};
-
-/// The vault key behind an OpenSSL key object.
-#[derive(Debug)]
-pub struct KeyData {
-    /// The key, pinned to the version that was loaded.
-    pub key: KeyId,
-    /// What kind of key it is.
-    pub kind: KeyKind,
-}
-
-/// RSA or EC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// RSA with this modulus size.
-    Rsa {
-        /// Bits.
-        bits: usize,
-    },
-    /// EC on this curve.
-    Ec {
-        /// Curve.
-        curve: Curve,
-    },
-}
 
 /// Vault keys by the address of their `RSA` / `EC_KEY` object. Looked up by object address
 /// rather than kept in ex_data: OpenSSL copies ex_data pointers when it duplicates a key,
 /// which would free ours twice.
-static REGISTRY: Mutex<Option<HashMap<usize, Arc<KeyData>>>> = Mutex::new(None);
+static REGISTRY: Mutex<Option<HashMap<usize, Arc<VaultKey>>>> = Mutex::new(None);
 
 /// Registers the vault key of an object.
-pub fn register(object: *const std::ffi::c_void, data: Arc<KeyData>) {
+pub fn register(object: *const std::ffi::c_void, data: Arc<VaultKey>) {
     REGISTRY
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -51,7 +28,7 @@ pub fn register(object: *const std::ffi::c_void, data: Arc<KeyData>) {
 }
 
 /// The vault key of an object, if it is one of ours.
-pub fn lookup(object: *const std::ffi::c_void) -> Option<Arc<KeyData>> {
+pub fn lookup(object: *const std::ffi::c_void) -> Option<Arc<VaultKey>> {
     if object.is_null() {
         return None;
     }
@@ -75,97 +52,19 @@ pub fn forget(object: *const std::ffi::c_void) {
     }
 }
 
-/// Longest key string looked at, so that absurd input cannot cost time or memory.
-const MAX_INPUT: usize = 4096;
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Reads the key string OpenSSL passes.
-///
-/// # Safety
-/// `id` is NULL or a NUL-terminated string.
-pub unsafe fn key_string<'a>(id: *const c_char) -> Result<&'a str, EngineError> {
-    if id.is_null() {
-        return Err(EngineError::new(
-            Reason::InvalidKeyId,
-            "no key identifier given: expected vault:NAME:KEY or managedHsm:NAME:KEY",
-        ));
-    }
-    // SAFETY: the caller promises a C string.
-    let bytes = unsafe { CStr::from_ptr(id) }.to_bytes();
-    if bytes.len() > MAX_INPUT {
-        return Err(EngineError::new(
-            Reason::InvalidKeyId,
-            format!("key identifier of {} bytes is too long", bytes.len()),
-        ));
-    }
-    std::str::from_utf8(bytes)
-        .map_err(|_| EngineError::new(Reason::InvalidKeyId, "key identifier is not valid UTF-8"))
-}
-
 /// Loads a vault key as an `EVP_PKEY` bound to `engine`.
-pub fn load(engine: *mut ffi::ENGINE, text: &str) -> Result<*mut ffi::EVP_PKEY, EngineError> {
-    let started = std::time::Instant::now();
-    let (key, bundle) = remote::get_key(text)?;
-    bundle
-        .attributes
-        .check_usable(unix_now())
-        .map_err(|e| EngineError::new(Reason::UnusableKey, format!("{key}: {e}")))?;
-    // Pin the version GET returned, so every signature matches the public key loaded now.
-    let pinned = key.pinned_from_kid(&bundle.kid).map_err(|e| {
-        EngineError::new(
-            Reason::KeyFetch,
-            format!("{key}: the service returned an unexpected key id: {e}"),
-        )
-    })?;
-    let pkey = match &bundle.public_key {
-        PublicKey::Rsa { n, e } => {
-            if !(bundle.allows("sign") || bundle.allows("decrypt")) {
-                return Err(EngineError::new(
-                    Reason::UnusableKey,
-                    format!("{key}: key_ops allow neither sign nor decrypt"),
-                ));
-            }
-            let bits = bundle.public_key.rsa_bits().unwrap_or(0);
-            let data = Arc::new(KeyData {
-                key: pinned.clone(),
-                kind: KeyKind::Rsa { bits },
-            });
-            // SAFETY: engine is the live ENGINE OpenSSL handed to load_privkey.
-            unsafe { build_rsa(engine, n, e, data)? }
-        }
-        PublicKey::Ec { curve, x, y } => {
-            if !bundle.allows("sign") {
-                return Err(EngineError::new(
-                    Reason::UnusableKey,
-                    format!("{key}: key_ops do not allow sign"),
-                ));
-            }
-            let data = Arc::new(KeyData {
-                key: pinned.clone(),
-                kind: KeyKind::Ec { curve: *curve },
-            });
-            // SAFETY: as above.
-            unsafe { build_ec(engine, *curve, x, y, data)? }
-        }
-        PublicKey::Unsupported { reason } => {
-            return Err(EngineError::new(
-                Reason::UnusableKey,
-                format!("{key}: {reason}"),
-            ));
-        }
-    };
-    log::info(format_args!(
-        "loaded {pinned} ({}) in {:?}",
-        bundle.kty,
-        started.elapsed()
-    ));
-    Ok(pkey)
+pub fn load(engine: *mut ffi::ENGINE, text: &str) -> Result<*mut ffi::EVP_PKEY, Failure> {
+    let loaded = Arc::new(akv_frontend::remote::load_key(text)?);
+    match &loaded.public {
+        // SAFETY: engine is the live ENGINE OpenSSL handed to load_privkey.
+        PublicKey::Rsa { n, e } => unsafe { build_rsa(engine, n, e, loaded.clone()) },
+        // SAFETY: as above.
+        PublicKey::Ec { curve, x, y } => unsafe { build_ec(engine, *curve, x, y, loaded.clone()) },
+        PublicKey::Unsupported { reason } => Err(Failure::new(
+            Reason::UnusableKey,
+            format!("{}: {reason}", loaded.key),
+        )),
+    }
 }
 
 struct Owned<T>(*mut T, unsafe fn(*mut T));
@@ -201,11 +100,11 @@ unsafe fn free_group(p: *mut ffi::EC_GROUP) {
     unsafe { ffi::EC_GROUP_free(p) }
 }
 
-fn openssl_failed(what: &str) -> EngineError {
-    EngineError::new(Reason::Internal, format!("OpenSSL could not {what}"))
+fn openssl_failed(what: &str) -> Failure {
+    Failure::new(Reason::Internal, format!("OpenSSL could not {what}"))
 }
 
-fn bignum(bytes: &[u8]) -> Result<Owned<ffi::BIGNUM>, EngineError> {
+fn bignum(bytes: &[u8]) -> Result<Owned<ffi::BIGNUM>, Failure> {
     // SAFETY: pointer and length describe `bytes`.
     let bn = unsafe { ffi::BN_bin2bn(bytes.as_ptr(), bytes.len() as c_int, std::ptr::null_mut()) };
     if bn.is_null() {
@@ -221,7 +120,7 @@ unsafe fn into_pkey(
     kind: c_int,
     object: *mut std::ffi::c_void,
     free_object: impl FnOnce(),
-) -> Result<*mut ffi::EVP_PKEY, EngineError> {
+) -> Result<*mut ffi::EVP_PKEY, Failure> {
     // SAFETY: plain allocation.
     let pkey = Owned(unsafe { ffi::EVP_PKEY_new() }, free_pkey);
     if pkey.0.is_null() {
@@ -245,8 +144,8 @@ unsafe fn build_rsa(
     engine: *mut ffi::ENGINE,
     n: &[u8],
     e: &[u8],
-    data: Arc<KeyData>,
-) -> Result<*mut ffi::EVP_PKEY, EngineError> {
+    data: Arc<VaultKey>,
+) -> Result<*mut ffi::EVP_PKEY, Failure> {
     // SAFETY: engine is valid; RSA_new_method takes its own reference on it.
     let rsa = Owned(unsafe { ffi::RSA_new_method(engine) }, free_rsa);
     if rsa.0.is_null() {
@@ -280,8 +179,8 @@ unsafe fn build_ec(
     curve: Curve,
     x: &[u8],
     y: &[u8],
-    data: Arc<KeyData>,
-) -> Result<*mut ffi::EVP_PKEY, EngineError> {
+    data: Arc<VaultKey>,
+) -> Result<*mut ffi::EVP_PKEY, Failure> {
     // SAFETY: engine is valid; EC_KEY_new_method takes its own reference on it.
     let ec = Owned(unsafe { ffi::EC_KEY_new_method(engine) }, free_ec);
     if ec.0.is_null() {
@@ -298,7 +197,7 @@ unsafe fn build_ec(
     let (bx, by) = (bignum(x)?, bignum(y)?);
     // SAFETY: valid key and numbers (copied, not taken).
     if unsafe { ffi::EC_KEY_set_public_key_affine_coordinates(ec.0, bx.0, by.0) } != 1 {
-        return Err(EngineError::new(
+        return Err(Failure::new(
             Reason::UnusableKey,
             format!("the vault's {curve} public key is not a point on the curve"),
         ));

@@ -1,27 +1,26 @@
 //! `e_akv`: an OpenSSL engine whose RSA and EC private keys live in Azure Key Vault or
 //! Azure Managed HSM. Private-key operations (sign, decrypt) become Key Vault REST calls
-//! through `akv-http-ureq`; public-key operations stay local in OpenSSL.
+//! through `akv-frontend` (shared with the provider); public-key operations stay local in
+//! OpenSSL. This crate is only the engine's OpenSSL surface: the ENGINE entry points, the
+//! control commands, the RSA and EC methods and their key objects.
 //!
-//! This is the only crate with `unsafe`. It must never let a panic cross into C (every
-//! callback runs behind [`errors::guard`]), never start threads or open sockets at load time
-//! (nginx forks after loading keys), never reuse a parent's connections after a fork, and
-//! never put a token into a log line or an error.
+//! It must never let a panic cross into C (every callback runs behind [`errors::guard`]),
+//! never start threads or open sockets at load time (nginx forks after loading keys), never
+//! reuse a parent's connections after a fork, and never put a token into a log line or an
+//! error.
 
 mod ec;
 pub mod errors;
 pub mod ffi;
 mod keys;
-pub mod log;
-mod remote;
 mod rsa;
 pub mod settings;
-mod stack;
-mod state;
 
 use std::ffi::{CStr, c_char, c_int, c_long, c_ulong, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use errors::{EngineError, Reason, guard};
+use akv_frontend::failure::{Failure, Reason};
+use errors::guard;
 
 /// The engine id: OpenSSL loads `e_akv.so` for it.
 pub const ENGINE_ID: &CStr = c"e_akv";
@@ -86,7 +85,7 @@ pub unsafe extern "C" fn bind_engine(
         // SAFETY: id is NULL or a C string.
         let id = (!id.is_null()).then(|| unsafe { CStr::from_ptr(id) }.to_bytes());
         if !accepts_id(id) {
-            return Err(EngineError::new(
+            return Err(Failure::new(
                 Reason::Configuration,
                 format!(
                     "asked to bind as {:?}, but this is e_akv",
@@ -107,13 +106,13 @@ pub unsafe extern "C" fn bind_engine(
     })
 }
 
-unsafe fn bind(e: *mut ffi::ENGINE) -> Result<c_int, EngineError> {
+unsafe fn bind(e: *mut ffi::ENGINE) -> Result<c_int, Failure> {
     let rsa_pmeth = rsa::new_pkey_method();
     let ec_pmeth = ec::new_pkey_method();
     let rsa_meth = rsa::new_rsa_method();
     let ec_meth = ec::new_ec_key_method();
     if rsa_pmeth.is_null() || ec_pmeth.is_null() || rsa_meth.is_null() || ec_meth.is_null() {
-        return Err(EngineError::new(
+        return Err(Failure::new(
             Reason::Internal,
             "OpenSSL could not create the key methods",
         ));
@@ -141,7 +140,7 @@ unsafe fn bind(e: *mut ffi::ENGINE) -> Result<c_int, EngineError> {
     if ok {
         Ok(1)
     } else {
-        Err(EngineError::new(
+        Err(Failure::new(
             Reason::Internal,
             "OpenSSL refused to bind the engine",
         ))
@@ -178,7 +177,7 @@ unsafe extern "C" fn engine_destroy(_e: *mut ffi::ENGINE) -> c_int {
         RSA_PMETH.store(std::ptr::null_mut(), Ordering::SeqCst);
         EC_PMETH.store(std::ptr::null_mut(), Ordering::SeqCst);
         free_key_methods();
-        state::reset();
+        akv_frontend::runtime::reset();
         errors::unregister();
         Ok(1)
     })
@@ -195,21 +194,22 @@ unsafe extern "C" fn engine_ctrl(
         if settings::is_internal(cmd) {
             return Ok(1);
         }
-        let value = if p.is_null() {
-            None
-        } else {
-            // SAFETY: string commands pass a C string.
-            let bytes = unsafe { CStr::from_ptr(p as *const c_char) }.to_bytes();
-            if bytes.len() > 4096 {
-                return Err(EngineError::new(
-                    Reason::Setting,
-                    "setting value longer than 4096 bytes",
-                ));
-            }
-            Some(std::str::from_utf8(bytes).map_err(|_| {
-                EngineError::new(Reason::Setting, "setting value is not valid UTF-8")
-            })?)
-        };
+        let value =
+            if p.is_null() {
+                None
+            } else {
+                // SAFETY: string commands pass a C string.
+                let bytes = unsafe { CStr::from_ptr(p as *const c_char) }.to_bytes();
+                if bytes.len() > 4096 {
+                    return Err(Failure::new(
+                        Reason::Setting,
+                        "setting value longer than 4096 bytes",
+                    ));
+                }
+                Some(std::str::from_utf8(bytes).map_err(|_| {
+                    Failure::new(Reason::Setting, "setting value is not valid UTF-8")
+                })?)
+            };
         settings::set(cmd, value)?;
         Ok(1)
     })
@@ -223,7 +223,7 @@ unsafe extern "C" fn load_privkey(
 ) -> *mut ffi::EVP_PKEY {
     guard(c"load_privkey", std::ptr::null_mut(), || {
         // SAFETY: key_id is NULL or a C string from OpenSSL.
-        let text = unsafe { keys::key_string(key_id) }?;
+        let text = unsafe { akv_frontend::remote::key_string(key_id) }?;
         keys::load(e, text)
     })
 }

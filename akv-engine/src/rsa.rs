@@ -8,10 +8,13 @@ use std::sync::OnceLock;
 
 use akv_proto::{Digest, PssSaltLen, RsaDecryptParams, RsaPadding, RsaSignParams};
 
-use crate::errors::{EngineError, Reason, guard};
+use akv_frontend::failure::{Failure, Reason};
+
+use crate::errors::guard;
 use crate::ffi;
-use crate::keys::{self, KeyData, KeyKind};
-use crate::remote;
+use akv_frontend::remote::{KeyKind, VaultKey};
+
+use crate::keys;
 
 struct Originals {
     sign: ffi::PkeySignFn,
@@ -81,7 +84,7 @@ pub fn new_rsa_method() -> *mut ffi::RSA_METHOD {
     }
 }
 
-unsafe fn key_of_ctx(ctx: *mut ffi::EVP_PKEY_CTX) -> Option<std::sync::Arc<KeyData>> {
+unsafe fn key_of_ctx(ctx: *mut ffi::EVP_PKEY_CTX) -> Option<std::sync::Arc<VaultKey>> {
     // SAFETY: ctx is the live context OpenSSL called us with.
     unsafe {
         let pkey = ffi::EVP_PKEY_CTX_get0_pkey(ctx);
@@ -107,7 +110,7 @@ unsafe fn md_of(
     }))
 }
 
-fn bits_of(data: &KeyData) -> usize {
+fn bits_of(data: &VaultKey) -> usize {
     match data.kind {
         KeyKind::Rsa { bits } => bits,
         KeyKind::Ec { .. } => 0,
@@ -134,7 +137,7 @@ unsafe fn run_pkey_op(
     function: &'static std::ffi::CStr,
     original: ffi::PkeySignFn,
     call: PkeyCall,
-    remote: impl FnOnce(&KeyData, usize, &[u8]) -> Result<Vec<u8>, EngineError>,
+    remote: impl FnOnce(&VaultKey, usize, &[u8]) -> Result<Vec<u8>, Failure>,
 ) -> c_int {
     let PkeyCall {
         ctx,
@@ -165,7 +168,7 @@ unsafe fn run_pkey_op(
         // checked again here).
         let capacity = unsafe { *outlen };
         if output.len() > capacity {
-            return Err(EngineError::new(
+            return Err(Failure::new(
                 Reason::BufferTooSmall,
                 format!("output of {} bytes, buffer of {capacity}", output.len()),
             ));
@@ -185,7 +188,7 @@ unsafe extern "C" fn pkey_sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    let remote = |data: &KeyData, size: usize, input: &[u8]| {
+    let remote = |data: &VaultKey, size: usize, input: &[u8]| {
         let mut padding = 0;
         // SAFETY: valid ctx and out pointers.
         unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
@@ -205,12 +208,11 @@ unsafe extern "C" fn pkey_sign(
             mgf1,
             modulus_bits: bits_of(data),
         };
-        let (alg, hash) = akv_proto::rsa_sign(&params, input).map_err(|e| {
-            EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key))
-        })?;
-        let signature = remote::sign(&data.key, alg, &hash)?;
+        let (alg, hash) = akv_proto::rsa_sign(&params, input)
+            .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
+        let signature = akv_frontend::remote::sign(&data.key, alg, &hash)?;
         if signature.len() > size {
-            return Err(EngineError::new(
+            return Err(Failure::new(
                 Reason::Sign,
                 format!(
                     "{}: the vault returned a {}-byte signature for a {size}-byte key",
@@ -248,7 +250,7 @@ unsafe extern "C" fn pkey_decrypt(
     input: *const c_uchar,
     inlen: usize,
 ) -> c_int {
-    let remote = |data: &KeyData, _size: usize, ciphertext: &[u8]| {
+    let remote = |data: &VaultKey, _size: usize, ciphertext: &[u8]| {
         let mut padding = 0;
         // SAFETY: valid ctx and out pointers.
         unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
@@ -267,8 +269,8 @@ unsafe extern "C" fn pkey_decrypt(
             mgf1,
             label_len,
         })
-        .map_err(|e| EngineError::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
-        remote::decrypt(&data.key, alg, ciphertext)
+        .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
+        akv_frontend::remote::decrypt(&data.key, alg, ciphertext)
     };
     // SAFETY: the pointers OpenSSL passed.
     unsafe {
@@ -300,7 +302,7 @@ unsafe extern "C" fn rsa_finish(rsa: *mut ffi::RSA) -> c_int {
 
 fn refuse_raw() -> c_int {
     guard(c"rsa_private_raw", -1, || {
-        Err(EngineError::new(
+        Err(Failure::new(
             Reason::NotPossibleRemotely,
             "a raw RSA private operation (RSA_private_encrypt/decrypt) cannot be done by Key Vault; use the EVP_PKEY sign/decrypt API, which passes the padding and digest",
         ))

@@ -3,7 +3,7 @@
 //! calling thread has little stack left, the work runs on a short-lived helper thread with a
 //! large stack; otherwise it runs in place, at no cost.
 
-use crate::errors::{EngineError, Reason};
+use crate::failure::{Failure, Reason};
 
 /// Run in place when at least this much stack is left.
 const ENOUGH: usize = 1024 * 1024;
@@ -46,8 +46,8 @@ fn stack_left() -> Option<usize> {
 
 /// Runs `work` with enough stack.
 pub fn with_enough_stack<T: Send>(
-    work: impl FnOnce() -> Result<T, EngineError> + Send,
-) -> Result<T, EngineError> {
+    work: impl FnOnce() -> Result<T, Failure> + Send,
+) -> Result<T, Failure> {
     if stack_left().is_some_and(|left| left >= ENOUGH) {
         return work();
     }
@@ -57,7 +57,7 @@ pub fn with_enough_stack<T: Send>(
             .stack_size(HELPER_STACK)
             .spawn_scoped(scope, work)
             .map_err(|e| {
-                EngineError::new(
+                Failure::new(
                     Reason::Internal,
                     format!("cannot start a helper thread: {e}"),
                 )

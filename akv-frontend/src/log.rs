@@ -1,5 +1,6 @@
-//! The engine's log: off by default; to stderr or a file; never secrets (nothing that could
-//! hold a token or plaintext is ever formatted into a log line).
+//! The log: off by default; to stderr or a file; each line tagged with the front end's name
+//! and the process id; never secrets (nothing that could hold a token or plaintext is ever
+//! formatted into a log line).
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -32,6 +33,13 @@ impl Level {
 }
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
+/// The front end's name, at the start of each line.
+static TAG: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the front end in log lines (`e_akv`, `akv`): once, when it is loaded.
+pub fn set_tag(tag: &'static str) {
+    let _ = TAG.set(tag);
+}
 static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
 
 /// Sets the level and destination (`None` = stderr).
@@ -66,7 +74,8 @@ fn write(level: Level, message: std::fmt::Arguments<'_>) {
         Level::Info => "info",
         _ => "debug",
     };
-    let line = format!("e_akv[{}]: {tag}: {message}\n", std::process::id());
+    let program = TAG.get().copied().unwrap_or("e_akv");
+    let line = format!("{program}[{}]: {tag}: {message}\n", std::process::id());
     let mut file = FILE.lock().unwrap_or_else(|p| p.into_inner());
     match file.as_mut() {
         Some(f) => {

@@ -1,4 +1,4 @@
-//! The process's engine state: one key client (connection pool and token cache) shared by
+//! The process's state: one key client (connection pool and token cache) shared by
 //! every thread. Built on first use, never at load time (no threads or sockets before a
 //! fork). After a fork the child notices the new pid and builds its own; the parent's state
 //! is deliberately leaked in the child, because dropping it would close (and send TLS
@@ -12,7 +12,7 @@ use akv_http_ureq::{KeyClient, ProxySetting, TokenProvider, Transport, Transport
 use akv_proto::credential::{ARC_HIMDS_FILE, CredentialInputs, SourceChoice, UserAssignedId};
 use akv_proto::{ApiVersion, Cloud, EndpointPolicy, OperationConfig};
 
-use crate::errors::{EngineError, Reason};
+use crate::failure::{Failure, Reason};
 use crate::{log, settings};
 
 /// Everything an operation needs.
@@ -73,7 +73,7 @@ fn process_id() -> u32 {
 
 /// The current runtime, building it when missing, stale after a settings change, or
 /// inherited from a parent process.
-pub fn runtime() -> Result<Arc<Runtime>, EngineError> {
+pub fn runtime() -> Result<Arc<Runtime>, Failure> {
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     let pid = process_id();
     let generation = settings::generation();
@@ -104,7 +104,7 @@ pub fn runtime() -> Result<Arc<Runtime>, EngineError> {
     Ok(built)
 }
 
-/// Drops the runtime (engine finish in the same process).
+/// Drops the runtime (the engine finished or the provider was unloaded, in the same process).
 pub fn reset() {
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     match slot.take() {
@@ -113,11 +113,11 @@ pub fn reset() {
     }
 }
 
-fn setting_err(name: &str, e: impl std::fmt::Display) -> EngineError {
-    EngineError::new(Reason::Setting, format!("{name}: {e}"))
+fn setting_err(name: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(Reason::Setting, format!("{name}: {e}"))
 }
 
-fn millis(name: &str, default: u64) -> Result<Duration, EngineError> {
+fn millis(name: &str, default: u64) -> Result<Duration, Failure> {
     match settings::get(name) {
         None => Ok(Duration::from_millis(default)),
         Some(v) => v
@@ -127,7 +127,7 @@ fn millis(name: &str, default: u64) -> Result<Duration, EngineError> {
     }
 }
 
-fn resolve() -> Result<Resolved, EngineError> {
+fn resolve() -> Result<Resolved, Failure> {
     let log_level = settings::get("LOG_LEVEL")
         .map(|v| log::Level::parse(&v).ok_or_else(|| setting_err("LOG_LEVEL", v)))
         .transpose()?
@@ -214,7 +214,7 @@ fn resolve() -> Result<Resolved, EngineError> {
     };
     let source = inputs
         .source(choice)
-        .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
+        .map_err(|e| Failure::new(Reason::Configuration, e.to_string()))?;
     log::info(format_args!("credential source: {}", source.name()));
     Ok(Resolved {
         policy,
@@ -224,11 +224,11 @@ fn resolve() -> Result<Resolved, EngineError> {
     })
 }
 
-fn construct(pid: u32, generation: u64, resolved: Resolved) -> Result<Runtime, EngineError> {
+fn construct(pid: u32, generation: u64, resolved: Resolved) -> Result<Runtime, Failure> {
     // The log was opened by `resolve`; a forked child keeps that open file (it may not be
     // allowed to open it again after nginx drops privileges).
     let transport = Transport::new(&resolved.transport)
-        .map_err(|e| EngineError::new(Reason::Configuration, e.to_string()))?;
+        .map_err(|e| Failure::new(Reason::Configuration, e.to_string()))?;
     let tokens = Arc::new(TokenProvider::new(
         resolved.source.clone(),
         resolved.config.budget,

@@ -1,0 +1,156 @@
+//! Why a front-end call failed, in words OpenSSL prints, and the guard every `extern "C"`
+//! callback runs behind: no panic ever crosses into C, and every failure reaches the front
+//! end's error queue (the engine's `ERR_*` calls, the provider's core upcalls) as a reason
+//! code and a readable message.
+
+use std::ffi::CStr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Why a call failed. The numbers are the reason codes on OpenSSL's error queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Reason {
+    /// The key string is not a valid key identifier.
+    InvalidKeyId = 100,
+    /// The key could not be fetched from the vault.
+    KeyFetch = 101,
+    /// The vault key cannot be used (type, curve, disabled, expired).
+    UnusableKey = 102,
+    /// Remote signing failed.
+    Sign = 103,
+    /// Remote decryption failed.
+    Decrypt = 104,
+    /// The requested padding/digest cannot be done by Key Vault.
+    NotPossibleRemotely = 105,
+    /// A setting is invalid.
+    Setting = 106,
+    /// The configuration (TLS, credential) cannot be built.
+    Configuration = 107,
+    /// A bug: a panic was caught.
+    Internal = 108,
+    /// The output buffer OpenSSL gave is too small.
+    BufferTooSmall = 109,
+}
+
+impl Reason {
+    /// The reason's text, registered with OpenSSL.
+    pub fn text(self) -> &'static CStr {
+        match self {
+            Reason::InvalidKeyId => c"invalid Key Vault key identifier",
+            Reason::KeyFetch => c"cannot fetch the key from Key Vault",
+            Reason::UnusableKey => c"the Key Vault key cannot be used",
+            Reason::Sign => c"Key Vault signing failed",
+            Reason::Decrypt => c"Key Vault decryption failed",
+            Reason::NotPossibleRemotely => c"operation not possible with a Key Vault key",
+            Reason::Setting => c"invalid e_akv setting",
+            Reason::Configuration => c"e_akv configuration failed",
+            Reason::Internal => c"internal error in e_akv",
+            Reason::BufferTooSmall => c"output buffer too small",
+        }
+    }
+
+    /// Every reason, for the string tables.
+    pub const ALL: [Reason; 10] = [
+        Reason::InvalidKeyId,
+        Reason::KeyFetch,
+        Reason::UnusableKey,
+        Reason::Sign,
+        Reason::Decrypt,
+        Reason::NotPossibleRemotely,
+        Reason::Setting,
+        Reason::Configuration,
+        Reason::Internal,
+        Reason::BufferTooSmall,
+    ];
+}
+
+/// A failure: a reason code and the details (never a secret).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The reason code.
+    pub reason: Reason,
+    /// What went wrong, for the error queue and the log.
+    pub message: String,
+}
+
+impl Failure {
+    /// Builds a failure.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.reason.text().to_string_lossy(),
+            self.message
+        )
+    }
+}
+
+/// Runs a callback body: a returned failure or a caught panic is handed to `raise` (which
+/// puts it on the front end's error queue) and `on_error` is returned instead.
+pub fn guard<T>(
+    function: &'static CStr,
+    on_error: T,
+    raise: fn(&Failure, &'static CStr),
+    body: impl FnOnce() -> Result<T, Failure>,
+) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(failure)) => {
+            crate::log::error(format_args!("{failure}"));
+            raise(&failure, function);
+            on_error
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let failure = Failure::new(
+                Reason::Internal,
+                format!("caught a panic in {}: {what}", function.to_string_lossy()),
+            );
+            crate::log::error(format_args!("{failure}"));
+            raise(&failure, function);
+            on_error
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    static RAISED: Mutex<Vec<(Reason, String)>> = Mutex::new(Vec::new());
+
+    fn record(f: &Failure, _: &'static CStr) {
+        RAISED.lock().unwrap().push((f.reason, f.message.clone()));
+    }
+
+    #[test]
+    fn failures_and_panics_are_raised_not_propagated() {
+        assert_eq!(guard(c"ok", -1, record, || Ok(7)), 7);
+        let got = guard(c"fails", -1, record, || {
+            Err::<i32, _>(Failure::new(Reason::Sign, "vault said no"))
+        });
+        assert_eq!(got, -1);
+        let got = guard(c"panics", -2, record, || -> Result<i32, Failure> {
+            panic!("boom")
+        });
+        assert_eq!(got, -2);
+        let raised = RAISED.lock().unwrap();
+        assert_eq!(raised[0], (Reason::Sign, "vault said no".to_string()));
+        assert_eq!(raised[1].0, Reason::Internal);
+        assert!(raised[1].1.contains("panics: boom"), "{}", raised[1].1);
+    }
+}

@@ -1,0 +1,18 @@
+//! What every OpenSSL front end of e_akv shares: the engine (`akv-engine`, OpenSSL 3) and
+//! the provider (`akv-provider`, OpenSSL 3 and 4) differ only in how OpenSSL calls them.
+//! Here: the settings table and its values, the process's key client (connection pool and
+//! token cache) rebuilt after a fork or a settings change, the log, the hop to a thread with
+//! enough stack, loading a vault key and the remote operations, and failures as reason codes
+//! with readable messages behind a panic guard.
+//!
+//! Nothing here calls OpenSSL: the provider must not link libcrypto (a module built once
+//! serves both `libcrypto.so.3` and `libcrypto.so.4` processes). Nothing here starts a
+//! thread or opens a socket before the first operation (servers fork after loading keys),
+//! reuses a parent's connections after a fork, or puts a token into a log line or an error.
+
+pub mod failure;
+pub mod log;
+pub mod remote;
+pub mod runtime;
+pub mod settings;
+pub mod stack;

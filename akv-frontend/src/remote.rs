@@ -1,0 +1,195 @@
+//! The calls a front end makes to the vault, each on a thread with enough stack and each
+//! turning a client error into a failure that names the key and algorithm.
+
+use std::ffi::{CStr, c_char};
+
+use akv_proto::{Curve, EncryptAlgorithm, KeyId, PublicKey, SignAlgorithm};
+
+use crate::failure::{Failure, Reason};
+use crate::stack::with_enough_stack;
+use crate::{log, runtime};
+
+/// What kind of key a vault key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA with this modulus size.
+    Rsa {
+        /// Bits.
+        bits: usize,
+    },
+    /// EC on this curve.
+    Ec {
+        /// Curve.
+        curve: Curve,
+    },
+}
+
+/// A vault key, loaded: pinned to the version fetched, with its public half.
+#[derive(Debug)]
+pub struct VaultKey {
+    /// The key, pinned to the version that was loaded, so every signature matches the
+    /// public key loaded now.
+    pub key: KeyId,
+    /// RSA or EC.
+    pub kind: KeyKind,
+    /// The public key.
+    pub public: PublicKey,
+    /// Whether the key's `key_ops` allow signing.
+    pub can_sign: bool,
+    /// Whether they allow decrypting.
+    pub can_decrypt: bool,
+}
+
+/// Longest key string looked at, so that absurd input cannot cost time or memory.
+const MAX_INPUT: usize = 4096;
+
+/// Reads a key string OpenSSL passes.
+///
+/// # Safety
+/// `id` is NULL or a NUL-terminated string that outlives the result.
+pub unsafe fn key_string<'a>(id: *const c_char) -> Result<&'a str, Failure> {
+    if id.is_null() {
+        return Err(Failure::new(
+            Reason::InvalidKeyId,
+            "no key identifier given: expected vault:NAME:KEY or managedHsm:NAME:KEY",
+        ));
+    }
+    // SAFETY: the caller promises a C string.
+    let bytes = unsafe { CStr::from_ptr(id) }.to_bytes();
+    key_text(bytes)
+}
+
+/// Checks a key string's length and encoding.
+pub fn key_text(bytes: &[u8]) -> Result<&str, Failure> {
+    if bytes.len() > MAX_INPUT {
+        return Err(Failure::new(
+            Reason::InvalidKeyId,
+            format!("key identifier of {} bytes is too long", bytes.len()),
+        ));
+    }
+    std::str::from_utf8(bytes)
+        .map_err(|_| Failure::new(Reason::InvalidKeyId, "key identifier is not valid UTF-8"))
+}
+
+/// Parses a key string, fetches the key once and checks that it can be used here.
+pub fn load_key(text: &str) -> Result<VaultKey, Failure> {
+    let started = std::time::Instant::now();
+    let (key, bundle) = with_enough_stack(|| {
+        let runtime = runtime::runtime()?;
+        let key = KeyId::parse(text, &runtime.policy)
+            .map_err(|e| Failure::new(Reason::InvalidKeyId, e.to_string()))?;
+        let bundle = runtime
+            .client
+            .get_key(&key)
+            .map_err(|e| Failure::new(Reason::KeyFetch, format!("{key}: {e}")))?;
+        Ok((key, bundle))
+    })?;
+    bundle
+        .attributes
+        .check_usable(akv_local::unix_now() as i64)
+        .map_err(|e| Failure::new(Reason::UnusableKey, format!("{key}: {e}")))?;
+    let pinned = key.pinned_from_kid(&bundle.kid).map_err(|e| {
+        Failure::new(
+            Reason::KeyFetch,
+            format!("{key}: the service returned an unexpected key id: {e}"),
+        )
+    })?;
+    let (can_sign, can_decrypt) = (bundle.allows("sign"), bundle.allows("decrypt"));
+    let kind = match &bundle.public_key {
+        PublicKey::Rsa { .. } => {
+            if !(can_sign || can_decrypt) {
+                return Err(Failure::new(
+                    Reason::UnusableKey,
+                    format!("{key}: key_ops allow neither sign nor decrypt"),
+                ));
+            }
+            KeyKind::Rsa {
+                bits: bundle.public_key.rsa_bits().unwrap_or(0),
+            }
+        }
+        PublicKey::Ec { curve, .. } => {
+            if !can_sign {
+                return Err(Failure::new(
+                    Reason::UnusableKey,
+                    format!("{key}: key_ops do not allow sign"),
+                ));
+            }
+            KeyKind::Ec { curve: *curve }
+        }
+        PublicKey::Unsupported { reason } => {
+            return Err(Failure::new(
+                Reason::UnusableKey,
+                format!("{key}: {reason}"),
+            ));
+        }
+    };
+    log::info(format_args!(
+        "loaded {pinned} ({}) in {:?}",
+        bundle.kty,
+        started.elapsed()
+    ));
+    Ok(VaultKey {
+        key: pinned,
+        kind,
+        public: bundle.public_key,
+        can_sign,
+        can_decrypt,
+    })
+}
+
+/// Signs a digest; returns the signature as the vault sends it.
+pub fn sign(key: &KeyId, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, Failure> {
+    let started = std::time::Instant::now();
+    let signature = with_enough_stack(|| {
+        let runtime = runtime::runtime()?;
+        runtime
+            .client
+            .sign(key, alg, digest)
+            .map_err(|e| Failure::new(Reason::Sign, format!("{key} {}: {e}", alg.as_str())))
+    })?;
+    log::debug(format_args!(
+        "signed with {key} {} in {:?}",
+        alg.as_str(),
+        started.elapsed()
+    ));
+    Ok(signature)
+}
+
+/// Decrypts.
+pub fn decrypt(key: &KeyId, alg: EncryptAlgorithm, ciphertext: &[u8]) -> Result<Vec<u8>, Failure> {
+    let started = std::time::Instant::now();
+    let plaintext = with_enough_stack(|| {
+        let runtime = runtime::runtime()?;
+        runtime
+            .client
+            .decrypt(key, alg, ciphertext)
+            .map_err(|e| Failure::new(Reason::Decrypt, format!("{key} {}: {e}", alg.as_str())))
+    })?;
+    log::debug(format_args!(
+        "decrypted with {key} {} in {:?}",
+        alg.as_str(),
+        started.elapsed()
+    ));
+    Ok(plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_text_refuses_long_and_non_utf8_input() {
+        assert_eq!(key_text(b"vault:v:k").unwrap(), "vault:v:k");
+        let long = vec![b'a'; MAX_INPUT + 1];
+        assert!(key_text(&long).unwrap_err().message.contains("too long"));
+        assert!(
+            key_text(b"vault:\xff")
+                .unwrap_err()
+                .message
+                .contains("UTF-8")
+        );
+        // SAFETY: NULL is allowed.
+        let none = unsafe { key_string(std::ptr::null()) }.unwrap_err();
+        assert_eq!(none.reason, Reason::InvalidKeyId);
+    }
+}
