@@ -9,7 +9,7 @@ use akv_frontend::failure::{Failure, Reason};
 
 use crate::errors::guard;
 use crate::ffi;
-use akv_frontend::remote::{KeyKind, VaultKey};
+use akv_frontend::remote::VaultKey;
 
 use crate::keys;
 
@@ -93,31 +93,6 @@ pub fn new_pkey_method() -> *mut ffi::EVP_PKEY_METHOD {
     }
 }
 
-/// Signs remotely; returns raw `r||s` and the field width.
-fn remote_sign(data: &VaultKey, digest: &[u8]) -> Result<(Vec<u8>, akv_proto::Curve), Failure> {
-    let KeyKind::Ec { curve } = data.kind else {
-        return Err(Failure::new(
-            Reason::Internal,
-            "an EC callback got an RSA key",
-        ));
-    };
-    let (alg, hash) = akv_proto::ecdsa_sign(curve, digest)
-        .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
-    let raw = akv_frontend::remote::sign(&data.key, alg, &hash)?;
-    if raw.len() != 2 * curve.field_len() {
-        return Err(Failure::new(
-            Reason::Sign,
-            format!(
-                "{}: the vault returned a {}-byte ECDSA signature, {} expected",
-                data.key,
-                raw.len(),
-                2 * curve.field_len()
-            ),
-        ));
-    }
-    Ok((raw, curve))
-}
-
 fn ours(key: *const ffi::EC_KEY) -> Option<Arc<VaultKey>> {
     keys::lookup(key.cast())
 }
@@ -144,7 +119,7 @@ unsafe extern "C" fn ec_sign(
         };
         // SAFETY: dgst holds dlen bytes.
         let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
-        let (raw, curve) = remote_sign(&data, digest)?;
+        let (raw, curve) = akv_frontend::remote::sign_ecdsa(&data, digest)?;
         let der = akv_proto::ecdsa_raw_to_der(curve, &raw)
             .map_err(|e| Failure::new(Reason::Sign, e.to_string()))?;
         // SAFETY: valid key; the buffer OpenSSL gives holds ECDSA_size bytes.
@@ -181,7 +156,7 @@ unsafe extern "C" fn ec_sign_sig(
             });
         };
         let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
-        let (raw, curve) = remote_sign(&data, digest)?;
+        let (raw, curve) = akv_frontend::remote::sign_ecdsa(&data, digest)?;
         let w = curve.field_len();
         // SAFETY: building a fresh ECDSA_SIG that takes the two numbers.
         unsafe {

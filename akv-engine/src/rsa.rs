@@ -188,7 +188,7 @@ unsafe extern "C" fn pkey_sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    let remote = |data: &VaultKey, size: usize, input: &[u8]| {
+    let remote = |data: &VaultKey, _size: usize, input: &[u8]| {
         let mut padding = 0;
         // SAFETY: valid ctx and out pointers.
         unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
@@ -208,23 +208,7 @@ unsafe extern "C" fn pkey_sign(
             mgf1,
             modulus_bits: bits_of(data),
         };
-        let (alg, hash) = akv_proto::rsa_sign(&params, input)
-            .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
-        let signature = akv_frontend::remote::sign(&data.key, alg, &hash)?;
-        if signature.len() > size {
-            return Err(Failure::new(
-                Reason::Sign,
-                format!(
-                    "{}: the vault returned a {}-byte signature for a {size}-byte key",
-                    data.key,
-                    signature.len()
-                ),
-            ));
-        }
-        // Left-pad to the modulus size, as RSA signatures are fixed-width.
-        let mut padded = vec![0u8; size - signature.len()];
-        padded.extend_from_slice(&signature);
-        Ok(padded)
+        akv_frontend::remote::sign_rsa(data, &params, input)
     };
     // SAFETY: the pointers OpenSSL passed.
     unsafe {
@@ -263,14 +247,13 @@ unsafe extern "C" fn pkey_decrypt(
             label_len =
                 unsafe { ffi::EVP_PKEY_CTX_get0_rsa_oaep_label(ctx, &mut label) }.max(0) as usize;
         }
-        let alg = akv_proto::rsa_decrypt(&RsaDecryptParams {
+        let params = RsaDecryptParams {
             padding,
             oaep_digest,
             mgf1,
             label_len,
-        })
-        .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", data.key)))?;
-        akv_frontend::remote::decrypt(&data.key, alg, ciphertext)
+        };
+        akv_frontend::remote::decrypt_rsa(data, &params, ciphertext)
     };
     // SAFETY: the pointers OpenSSL passed.
     unsafe {

@@ -16,3 +16,4 @@ pub mod remote;
 pub mod runtime;
 pub mod settings;
 pub mod stack;
+pub mod uri;

@@ -3,7 +3,9 @@
 
 use std::ffi::{CStr, c_char};
 
-use akv_proto::{Curve, EncryptAlgorithm, KeyId, PublicKey, SignAlgorithm};
+use akv_proto::{
+    Curve, EncryptAlgorithm, KeyId, PublicKey, RsaDecryptParams, RsaSignParams, SignAlgorithm,
+};
 
 use crate::failure::{Failure, Reason};
 use crate::stack::with_enough_stack;
@@ -171,6 +173,67 @@ pub fn decrypt(key: &KeyId, alg: EncryptAlgorithm, ciphertext: &[u8]) -> Result<
         started.elapsed()
     ));
     Ok(plaintext)
+}
+
+/// Signs with an RSA vault key as OpenSSL asked (`params` says padding, digest, salt and
+/// MGF1; `input` is the digest, or a DigestInfo for PKCS#1 without a digest set); returns a
+/// signature of the modulus' width.
+pub fn sign_rsa(key: &VaultKey, params: &RsaSignParams, input: &[u8]) -> Result<Vec<u8>, Failure> {
+    let (alg, hash) = akv_proto::rsa_sign(params, input)
+        .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", key.key)))?;
+    let size = params.modulus_bits.div_ceil(8);
+    let signature = sign(&key.key, alg, &hash)?;
+    if signature.len() > size {
+        return Err(Failure::new(
+            Reason::Sign,
+            format!(
+                "{}: the vault returned a {}-byte signature for a {size}-byte key",
+                key.key,
+                signature.len()
+            ),
+        ));
+    }
+    // Left-pad to the modulus size: RSA signatures are fixed-width.
+    let mut padded = vec![0u8; size - signature.len()];
+    padded.extend_from_slice(&signature);
+    Ok(padded)
+}
+
+/// Signs a digest with an EC vault key (truncated or widened to the curve as ECDSA does);
+/// returns the raw `r||s` and the curve.
+pub fn sign_ecdsa(key: &VaultKey, digest: &[u8]) -> Result<(Vec<u8>, Curve), Failure> {
+    let KeyKind::Ec { curve } = key.kind else {
+        return Err(Failure::new(
+            Reason::Internal,
+            format!("{}: an ECDSA signature was asked of an RSA key", key.key),
+        ));
+    };
+    let (alg, hash) = akv_proto::ecdsa_sign(curve, digest)
+        .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", key.key)))?;
+    let raw = sign(&key.key, alg, &hash)?;
+    if raw.len() != 2 * curve.field_len() {
+        return Err(Failure::new(
+            Reason::Sign,
+            format!(
+                "{}: the vault returned a {}-byte ECDSA signature, {} expected",
+                key.key,
+                raw.len(),
+                2 * curve.field_len()
+            ),
+        ));
+    }
+    Ok((raw, curve))
+}
+
+/// Decrypts with an RSA vault key as OpenSSL asked (`params` says padding and OAEP digests).
+pub fn decrypt_rsa(
+    key: &VaultKey,
+    params: &RsaDecryptParams,
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, Failure> {
+    let alg = akv_proto::rsa_decrypt(params)
+        .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", key.key)))?;
+    decrypt(&key.key, alg, ciphertext)
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ pub use response::{
     parse_verify_result,
 };
 pub use retry_after::{MAX_RETRY_AFTER, retry_after};
+pub use text::shown;
 pub use token::{
     AccessToken, Acquire, Audience, AudienceError, CredentialError, FetchTicket, TokenCache,
     refresh_time,

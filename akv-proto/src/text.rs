@@ -4,7 +4,7 @@
 
 /// Shows a user-supplied value in an error message: escaped (no control characters, no
 /// terminal escapes) and cut to a readable length.
-pub(crate) fn shown(value: &str) -> String {
+pub fn shown(value: &str) -> String {
     const MAX: usize = 64;
     let mut out: String = value
         .chars()
