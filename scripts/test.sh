@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suites need. Installed only when missing.
-PACKAGES=(pkg-config libssl-dev openssl gcc libc6-dev valgrind curl nginx stunnel4 strace)
+PACKAGES=(pkg-config libssl-dev openssl gcc libc6-dev make perl valgrind curl nginx stunnel4 strace)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -45,6 +45,9 @@ fi
 
 echo "== cargo build (the engine library must exist before the end-to-end tests run)"
 cargo build --workspace --locked
+
+echo "== OpenSSL 4.0.3 for the provider tests (built once into a cache, a few minutes)"
+scripts/build-openssl.sh 4.0.3
 
 echo "== cargo test"
 cargo test --workspace --locked

@@ -34,7 +34,7 @@ pub enum Reason {
 
 impl Reason {
     /// The reason's text, registered with OpenSSL.
-    pub fn text(self) -> &'static CStr {
+    pub const fn text(self) -> &'static CStr {
         match self {
             Reason::InvalidKeyId => c"invalid Key Vault key identifier",
             Reason::KeyFetch => c"cannot fetch the key from Key Vault",

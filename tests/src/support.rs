@@ -82,6 +82,48 @@ pub fn engine_dir(base: &Path) -> PathBuf {
     dir
 }
 
+/// The built provider module (`libakv.so` of the same profile as the tests).
+pub fn provider_library() -> PathBuf {
+    let engine = engine_library();
+    let lib = engine.with_file_name("libakv.so");
+    assert!(
+        lib.exists(),
+        "{} is missing: build the provider first (cargo build -p akv-provider), as scripts/test.sh does",
+        lib.display()
+    );
+    lib
+}
+
+/// A folder holding `akv.so` (a link to the built provider), for `-provider-path`.
+pub fn provider_dir(base: &Path) -> PathBuf {
+    let dir = base.join("providers");
+    std::fs::create_dir_all(&dir).expect("providers dir");
+    let link = dir.join("akv.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(provider_library(), &link).expect("provider link");
+    dir
+}
+
+/// Where OpenSSL 4.0.3 is installed (`bin/openssl`, `lib/`, `include/`): built once by
+/// `scripts/build-openssl.sh` into its cache (the test command builds it before the tests).
+pub fn openssl4() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-openssl.sh");
+        let out = std::process::Command::new(&script)
+            .arg("4.0.3")
+            .output()
+            .expect("scripts/build-openssl.sh runs");
+        assert!(
+            out.status.success(),
+            "building OpenSSL 4.0.3 failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
 /// Environment variables that must not leak into the programs under test: proxies and
 /// real credentials would send traffic off this machine.
 pub const SCRUBBED_ENV: &[&str] = &[
