@@ -53,8 +53,8 @@ extern "C" fn forget_pid_in_child() {
 fn process_id() -> u32 {
     FORK_HANDLER.call_once(|| {
         // SAFETY: registers a handler that only stores to an atomic, which is async-signal
-        // safe as fork handlers must be. The library is never unloaded (it is marked
-        // nodelete), so the handler outlives every fork.
+        // safe as fork handlers must be. The library is never unloaded (the engine and the
+        // provider are both linked nodelete), so the handler outlives every fork.
         let set = unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) } == 0;
         FORK_HANDLER_SET.store(set, Ordering::Relaxed);
     });

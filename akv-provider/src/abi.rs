@@ -117,6 +117,7 @@ pub const OSSL_FUNC_KEYMGMT_EXPORT_TYPES: c_int = 43;
 /// `OSSL_KEYMGMT_SELECT_*` bits.
 pub const OSSL_KEYMGMT_SELECT_PRIVATE_KEY: c_int = 0x01;
 pub const OSSL_KEYMGMT_SELECT_PUBLIC_KEY: c_int = 0x02;
+pub const OSSL_KEYMGMT_SELECT_ALL_PARAMETERS: c_int = 0x84;
 
 /// Signatures.
 pub const OSSL_FUNC_SIGNATURE_NEWCTX: c_int = 1;
@@ -275,6 +276,10 @@ pub const CHECKED: &[(&str, i64)] = &[
         OSSL_KEYMGMT_SELECT_PRIVATE_KEY as i64,
     ),
     (
+        "OSSL_KEYMGMT_SELECT_ALL_PARAMETERS",
+        OSSL_KEYMGMT_SELECT_ALL_PARAMETERS as i64,
+    ),
+    (
         "OSSL_KEYMGMT_SELECT_PUBLIC_KEY",
         OSSL_KEYMGMT_SELECT_PUBLIC_KEY as i64,
     ),
@@ -399,6 +404,8 @@ pub mod names {
     pub const PKEY_GROUP_NAME: &CStr = c"group";
     pub const PKEY_ENCODED_PUBLIC_KEY: &CStr = c"encoded-pub-key";
     pub const PKEY_PUB_KEY: &CStr = c"pub";
+    pub const PKEY_EC_POINT_FORMAT: &CStr = c"point-format";
+    pub const PKEY_EC_ENCODING: &CStr = c"encoding";
     pub const PKEY_RSA_N: &CStr = c"n";
     pub const PKEY_RSA_E: &CStr = c"e";
 
@@ -437,6 +444,11 @@ pub mod names {
             PKEY_ENCODED_PUBLIC_KEY,
         ),
         ("OSSL_PKEY_PARAM_PUB_KEY", PKEY_PUB_KEY),
+        (
+            "OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT",
+            PKEY_EC_POINT_FORMAT,
+        ),
+        ("OSSL_PKEY_PARAM_EC_ENCODING", PKEY_EC_ENCODING),
         ("OSSL_PKEY_PARAM_RSA_N", PKEY_RSA_N),
         ("OSSL_PKEY_PARAM_RSA_E", PKEY_RSA_E),
         ("OSSL_SIGNATURE_PARAM_ALGORITHM_ID", SIGNATURE_ALGORITHM_ID),

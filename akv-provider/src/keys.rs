@@ -17,10 +17,10 @@ use crate::abi::{
     OSSL_DISPATCH, OSSL_FUNC_KEYMGMT_EXPORT, OSSL_FUNC_KEYMGMT_EXPORT_TYPES,
     OSSL_FUNC_KEYMGMT_FREE, OSSL_FUNC_KEYMGMT_GET_PARAMS, OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
     OSSL_FUNC_KEYMGMT_HAS, OSSL_FUNC_KEYMGMT_LOAD, OSSL_FUNC_KEYMGMT_MATCH,
-    OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, OSSL_KEYMGMT_SELECT_PRIVATE_KEY,
-    OSSL_KEYMGMT_SELECT_PUBLIC_KEY, OSSL_OP_ASYM_CIPHER, OSSL_OP_SIGNATURE, OSSL_PARAM,
-    OSSL_PARAM_INTEGER, OSSL_PARAM_OCTET_STRING, OSSL_PARAM_UNSIGNED_INTEGER,
-    OSSL_PARAM_UTF8_STRING, ObjectCallback, names,
+    OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, OSSL_KEYMGMT_SELECT_ALL_PARAMETERS,
+    OSSL_KEYMGMT_SELECT_PRIVATE_KEY, OSSL_KEYMGMT_SELECT_PUBLIC_KEY, OSSL_OP_ASYM_CIPHER,
+    OSSL_OP_SIGNATURE, OSSL_PARAM, OSSL_PARAM_INTEGER, OSSL_PARAM_OCTET_STRING,
+    OSSL_PARAM_UNSIGNED_INTEGER, OSSL_PARAM_UTF8_STRING, ObjectCallback, names,
 };
 use crate::core::guard;
 use crate::params::{self, END, template};
@@ -209,21 +209,36 @@ unsafe extern "C" fn matches(a: *const c_void, b: *const c_void, selection: c_in
     })
 }
 
-fn public_params(key: &ProvKey) -> params::Built {
+/// What an export hands over: the public key and/or the domain parameters, as selected.
+fn exported_params(key: &ProvKey, selection: c_int) -> params::Built {
+    let public = selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY != 0;
+    let domain = selection & OSSL_KEYMGMT_SELECT_ALL_PARAMETERS != 0;
+    let mut built = params::Builder::default();
     match &key.vault.public {
-        PublicKey::Rsa { n, e } => params::Builder::default()
-            .big_unsigned(names::PKEY_RSA_N, n)
-            .big_unsigned(names::PKEY_RSA_E, e)
-            .build(),
-        public @ PublicKey::Ec { curve, .. } => params::Builder::default()
-            .utf8(names::PKEY_GROUP_NAME, group_name(*curve))
-            .octets(
-                names::PKEY_PUB_KEY,
-                &encoded_point(public).unwrap_or_default(),
-            )
-            .build(),
-        PublicKey::Unsupported { .. } => params::Builder::default().build(),
+        PublicKey::Rsa { n, e } if public => {
+            built = built
+                .big_unsigned(names::PKEY_RSA_N, n)
+                .big_unsigned(names::PKEY_RSA_E, e);
+        }
+        point @ PublicKey::Ec { curve, .. } => {
+            if domain || public {
+                built = built.utf8(names::PKEY_GROUP_NAME, group_name(*curve));
+            }
+            if domain {
+                built = built
+                    .utf8(names::PKEY_EC_POINT_FORMAT, "uncompressed")
+                    .utf8(names::PKEY_EC_ENCODING, "named_curve");
+            }
+            if public {
+                built = built.octets(
+                    names::PKEY_PUB_KEY,
+                    &encoded_point(point).unwrap_or_default(),
+                );
+            }
+        }
+        _ => {}
     }
+    built.build()
 }
 
 unsafe extern "C" fn export(
@@ -244,7 +259,7 @@ unsafe extern "C" fn export(
         let Some(callback) = callback else {
             return Ok(0);
         };
-        let built = public_params(key);
+        let built = exported_params(key, selection);
         // SAFETY: a terminated array that outlives the call.
         Ok(unsafe { callback(built.as_ptr(), arg) })
     })
@@ -283,6 +298,7 @@ unsafe extern "C" fn get_params(keydata: *mut c_void, params: *mut OSSL_PARAM) -
             return Ok(0);
         };
         let kind = key.vault.kind;
+        let is_ec = matches!(kind, KeyKind::Ec { .. });
         for p in unsafe { params::entries(params) } {
             let name = params::name(p);
             let result = if name == names::PKEY_BITS {
@@ -295,6 +311,11 @@ unsafe extern "C" fn get_params(keydata: *mut c_void, params: *mut OSSL_PARAM) -
                 params::set_utf8(p, default_digest(kind))
             } else if let (true, KeyKind::Ec { curve }) = (name == names::PKEY_GROUP_NAME, kind) {
                 params::set_utf8(p, group_name(curve))
+            } else if name == names::PKEY_EC_POINT_FORMAT && is_ec {
+                // libssl checks it against the client's point formats in TLS 1.2.
+                params::set_utf8(p, "uncompressed")
+            } else if name == names::PKEY_EC_ENCODING && is_ec {
+                params::set_utf8(p, "named_curve")
             } else if name == names::PKEY_ENCODED_PUBLIC_KEY || name == names::PKEY_PUB_KEY {
                 match encoded_point(&key.vault.public) {
                     Some(point) => params::set_octets(p, &point),
@@ -309,6 +330,10 @@ unsafe extern "C" fn get_params(keydata: *mut c_void, params: *mut OSSL_PARAM) -
             {
                 params::set_big_unsigned(p, e)
             } else {
+                akv_frontend::log::debug(format_args!(
+                    "key parameter {} asked for, not answered",
+                    name.to_string_lossy()
+                ));
                 Ok(())
             };
             result.map_err(|e| {
@@ -331,7 +356,7 @@ static RSA_GETTABLE: [OSSL_PARAM; 7] = [
     template(names::PKEY_RSA_E, OSSL_PARAM_UNSIGNED_INTEGER),
     END,
 ];
-static EC_GETTABLE: [OSSL_PARAM; 8] = [
+static EC_GETTABLE: [OSSL_PARAM; 10] = [
     template(names::PKEY_BITS, OSSL_PARAM_INTEGER),
     template(names::PKEY_SECURITY_BITS, OSSL_PARAM_INTEGER),
     template(names::PKEY_MAX_SIZE, OSSL_PARAM_INTEGER),
@@ -339,6 +364,8 @@ static EC_GETTABLE: [OSSL_PARAM; 8] = [
     template(names::PKEY_GROUP_NAME, OSSL_PARAM_UTF8_STRING),
     template(names::PKEY_ENCODED_PUBLIC_KEY, OSSL_PARAM_OCTET_STRING),
     template(names::PKEY_PUB_KEY, OSSL_PARAM_OCTET_STRING),
+    template(names::PKEY_EC_POINT_FORMAT, OSSL_PARAM_UTF8_STRING),
+    template(names::PKEY_EC_ENCODING, OSSL_PARAM_UTF8_STRING),
     END,
 ];
 

@@ -11,6 +11,7 @@
 //! a fork, and never put a token into a log line or an error.
 
 pub mod abi;
+mod asym_cipher;
 mod core;
 mod der;
 mod keys;
@@ -26,9 +27,9 @@ use akv_frontend::settings::SETTINGS;
 use abi::{
     DISPATCH_END, OSSL_ALGORITHM, OSSL_DISPATCH, OSSL_FUNC_PROVIDER_GET_PARAMS,
     OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, OSSL_FUNC_PROVIDER_GETTABLE_PARAMS,
-    OSSL_FUNC_PROVIDER_QUERY_OPERATION, OSSL_FUNC_PROVIDER_TEARDOWN, OSSL_ITEM, OSSL_OP_KEYMGMT,
-    OSSL_OP_SIGNATURE, OSSL_OP_STORE, OSSL_PARAM, OSSL_PARAM_INTEGER, OSSL_PARAM_UTF8_PTR, entry,
-    names,
+    OSSL_FUNC_PROVIDER_QUERY_OPERATION, OSSL_FUNC_PROVIDER_TEARDOWN, OSSL_ITEM,
+    OSSL_OP_ASYM_CIPHER, OSSL_OP_KEYMGMT, OSSL_OP_SIGNATURE, OSSL_OP_STORE, OSSL_PARAM,
+    OSSL_PARAM_INTEGER, OSSL_PARAM_UTF8_PTR, entry, names,
 };
 use params::{END, template};
 
@@ -85,6 +86,14 @@ static SIGNATURES: [OSSL_ALGORITHM; 3] = [
 ];
 // One entry per scheme: OpenSSL 3.0 takes a STORE's algorithm name as one scheme, unsplit.
 // Schemes match in any case (`managedhsm:` too).
+static ASYM_CIPHERS: [OSSL_ALGORITHM; 2] = [
+    algorithm(
+        c"RSA:rsaEncryption:1.2.840.113549.1.1.1",
+        &asym_cipher::RSA_ASYM_CIPHER,
+        c"RSA decryption by Azure Key Vault",
+    ),
+    ALGORITHM_END,
+];
 static STORES: [OSSL_ALGORITHM; 4] = [
     algorithm(
         c"vault",
@@ -116,6 +125,7 @@ unsafe extern "C" fn query_operation(
     match operation {
         OSSL_OP_KEYMGMT => KEYMGMT.as_ptr(),
         OSSL_OP_SIGNATURE => SIGNATURES.as_ptr(),
+        OSSL_OP_ASYM_CIPHER => ASYM_CIPHERS.as_ptr(),
         OSSL_OP_STORE => STORES.as_ptr(),
         _ => std::ptr::null(),
     }
@@ -315,7 +325,12 @@ mod tests {
 
     #[test]
     fn tables_are_terminated() {
-        for table in [&KEYMGMT[..], &SIGNATURES[..], &STORES[..]] {
+        for table in [
+            &KEYMGMT[..],
+            &SIGNATURES[..],
+            &ASYM_CIPHERS[..],
+            &STORES[..],
+        ] {
             assert!(table.last().unwrap().algorithm_names.is_null());
         }
         for table in [
@@ -324,6 +339,7 @@ mod tests {
             &keys::EC_KEYMGMT[..],
             &signature::RSA_SIGNATURE[..],
             &signature::ECDSA_SIGNATURE[..],
+            &asym_cipher::RSA_ASYM_CIPHER[..],
             &store::STORE[..],
         ] {
             assert_eq!(table.last().unwrap().function_id, 0);

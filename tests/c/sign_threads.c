@@ -1,18 +1,24 @@
 /*
- * Signs with an e_akv key from many threads at once, optionally after fork(), and verifies
+ * Signs with a vault key from many threads at once, optionally after fork(), and verifies
  * every signature locally with the exported public key.
  *
  *   sign_threads KEY PUBKEY.pem THREADS ROUNDS [FORKS]
  *
- * The engine is loaded by id (OPENSSL_ENGINES must point at e_akv.so); settings come from
- * the AKV_* environment. With FORKS > 0 the key is loaded and used once in the parent, then
+ * With AKV_TEST_PROVIDER_DIR set, the key comes from the akv provider in that folder
+ * through OSSL_STORE_open (as nginx's store: does); otherwise from the e_akv engine loaded by
+ * id (OPENSSL_ENGINES must point at e_akv.so; not available when built against OpenSSL 4).
+ * Settings come from the AKV_* environment. With FORKS > 0 the key is loaded and used once in the parent, then
  * FORKS children each run the threads (as nginx workers would) and the parent waits.
  * Exit status 0 only if every signature verified.
  */
-#include <openssl/engine.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/provider.h>
+#include <openssl/store.h>
+#ifndef OPENSSL_NO_ENGINE
+#include <openssl/engine.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +73,25 @@ static int run_threads(int threads)
     return total == (long)threads * rounds ? 0 : 1;
 }
 
+/* Loads the private key through the provider's store. */
+static EVP_PKEY *load_from_store(const char *dir, const char *uri)
+{
+    if (!OSSL_PROVIDER_set_default_search_path(NULL, dir)
+        || OSSL_PROVIDER_load(NULL, "akv") == NULL
+        || OSSL_PROVIDER_load(NULL, "default") == NULL)
+        return NULL;
+    OSSL_STORE_CTX *store = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
+    EVP_PKEY *found = NULL;
+    while (store != NULL && found == NULL && !OSSL_STORE_eof(store)) {
+        OSSL_STORE_INFO *info = OSSL_STORE_load(store);
+        if (info != NULL && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
+            found = OSSL_STORE_INFO_get1_PKEY(info);
+        OSSL_STORE_INFO_free(info);
+    }
+    OSSL_STORE_close(store);
+    return found;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 5) {
@@ -77,12 +102,25 @@ int main(int argc, char **argv)
     rounds = atoi(argv[4]);
     if (threads < 1 || threads > 64)
         return 2;
-    ENGINE *e = ENGINE_by_id("e_akv");
-    if (e == NULL || ENGINE_init(e) != 1) {
-        ERR_print_errors_fp(stderr);
+    const char *provider_dir = getenv("AKV_TEST_PROVIDER_DIR");
+#ifndef OPENSSL_NO_ENGINE
+    ENGINE *e = NULL;
+#endif
+    if (provider_dir != NULL) {
+        key = load_from_store(provider_dir, argv[1]);
+    } else {
+#ifndef OPENSSL_NO_ENGINE
+        e = ENGINE_by_id("e_akv");
+        if (e == NULL || ENGINE_init(e) != 1) {
+            ERR_print_errors_fp(stderr);
+            return 3;
+        }
+        key = ENGINE_load_private_key(e, argv[1], NULL, NULL);
+#else
+        fprintf(stderr, "this OpenSSL has no engines: set AKV_TEST_PROVIDER_DIR\n");
         return 3;
+#endif
     }
-    key = ENGINE_load_private_key(e, argv[1], NULL, NULL);
     FILE *f = fopen(argv[2], "r");
     pub = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
     if (f)
@@ -114,7 +152,11 @@ int main(int argc, char **argv)
     }
     EVP_PKEY_free(key);
     EVP_PKEY_free(pub);
-    ENGINE_finish(e);
-    ENGINE_free(e);
+#ifndef OPENSSL_NO_ENGINE
+    if (e != NULL) {
+        ENGINE_finish(e);
+        ENGINE_free(e);
+    }
+#endif
     return status;
 }

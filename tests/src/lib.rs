@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod emulator;
+pub mod frontends;
 pub mod lab;
 pub mod servers;
 pub mod support;

@@ -169,18 +169,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Compiles `tests/c/NAME.c` against libcrypto into `dir/NAME`.
+/// Compiles `tests/c/NAME.c` against the system's libcrypto into `dir/NAME`.
 pub fn compile_c(dir: &Path, name: &str, optimize: &str) -> PathBuf {
+    compile_c_against(dir, name, optimize, None)
+}
+
+/// Compiles `tests/c/NAME.c` against the OpenSSL installed under `prefix` (its `include/`
+/// and `lib/`), or the system's when `None`, into `dir/NAME` (`dir/NAME-PREFIXNAME` for an
+/// installed one). Run it with that OpenSSL's `lib/` in LD_LIBRARY_PATH.
+pub fn compile_c_against(dir: &Path, name: &str, optimize: &str, prefix: Option<&Path>) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("c/{name}.c"));
-    let bin = dir.join(name);
-    let out = std::process::Command::new("cc")
-        .args([
-            optimize,
-            "-g",
-            "-Wall",
-            "-Wno-deprecated-declarations",
-            "-o",
-        ])
+    let bin = match prefix {
+        Some(p) => dir.join(format!(
+            "{name}-{}",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        )),
+        None => dir.join(name),
+    };
+    let mut cc = std::process::Command::new("cc");
+    cc.args([optimize, "-g", "-Wall", "-Wno-deprecated-declarations"]);
+    if let Some(p) = prefix {
+        cc.arg(format!("-I{}", p.join("include").display()));
+        cc.arg(format!("-L{}", p.join("lib").display()));
+    }
+    let out = cc
+        .arg("-o")
         .arg(&bin)
         .arg(&src)
         .args(["-lcrypto", "-lpthread"])

@@ -7,7 +7,6 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use akv_tests::emulator::{Fault, Faults};
 use akv_tests::lab::Lab;
 use akv_tests::support::{TempDir, compile_c, free_port};
 
@@ -740,62 +739,6 @@ fn private_lab(name: &str) -> (TempDir, Lab) {
         |_| {},
     );
     (dir, lab)
-}
-
-#[test]
-fn service_errors_reach_the_user() {
-    let (_dir, mut lab) = private_lab("service-errors");
-    let dgst = digest_file(&lab, "svc", "sha256");
-    let sign = |lab: &Lab| {
-        lab.fails(&[
-            "pkeyutl",
-            "-sign",
-            "-engine",
-            "e_akv",
-            "-keyform",
-            "engine",
-            "-inkey",
-            &key("p256"),
-            "-in",
-            &dgst,
-        ])
-    };
-    // Disabled key: the load itself says so.
-    lab.emulator().set_enabled("p256", false).unwrap();
-    let e = sign(&lab);
-    assert!(e.contains("disabled"), "{e}");
-    lab.emulator().set_enabled("p256", true).unwrap();
-    // Throttled on every request until the retries run out.
-    lab.emulator().set_faults(Faults {
-        throttle_every: 1,
-        throttle_retry_after: Some(0),
-        ..Faults::default()
-    });
-    let e = sign(&lab);
-    assert!(
-        e.contains("Throttled") && e.contains("gave up after 4 attempts"),
-        "{e}"
-    );
-    // A 403 from the vault, then the service is down.
-    lab.emulator().set_faults(Faults {
-        next: [Fault::Status {
-            status: 403,
-            retry_after: None,
-        }]
-        .into(),
-        ..Faults::default()
-    });
-    let e = sign(&lab);
-    assert!(e.contains("403"), "{e}");
-    lab.emulator().set_faults(Faults::default());
-    let closed = format!("https://127.0.0.1:{}", free_port());
-    lab.set_env("AKV_ENDPOINT", &closed);
-    lab.set_env("AKV_BUDGET_MS", "1500");
-    let e = sign(&lab);
-    assert!(
-        e.contains("cannot connect") || e.contains("cannot get a token"),
-        "{e}"
-    );
 }
 
 #[test]

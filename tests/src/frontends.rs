@@ -1,0 +1,151 @@
+//! The ways a program reaches a vault key, so that one end-to-end table runs for each: the
+//! engine on the system's OpenSSL 3.0, and the provider on OpenSSL 3.0 and on OpenSSL 4.0.3
+//! (built by `scripts/build-openssl.sh`; engines do not exist there).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::lab::Lab;
+use crate::support::{openssl4, provider_dir};
+
+/// One `openssl` to run.
+#[derive(Clone, Debug)]
+pub struct OpenSsl {
+    /// For messages.
+    pub name: &'static str,
+    /// The program.
+    pub program: PathBuf,
+    /// Its libraries, for this program only (never the whole test run).
+    pub libs: Option<PathBuf>,
+}
+
+impl OpenSsl {
+    /// The system's OpenSSL 3.0.
+    pub fn system() -> OpenSsl {
+        OpenSsl {
+            name: "OpenSSL 3.0 (system)",
+            program: PathBuf::from("openssl"),
+            libs: None,
+        }
+    }
+
+    /// OpenSSL 4.0.3 from the build cache.
+    pub fn four() -> OpenSsl {
+        let dir = openssl4();
+        OpenSsl {
+            name: "OpenSSL 4.0.3",
+            program: dir.join("bin/openssl"),
+            libs: Some(dir.join("lib")),
+        }
+    }
+
+    /// Where it is installed (`include/`, `lib/`), when it is not the system's.
+    pub fn prefix(&self) -> Option<&Path> {
+        self.libs.as_deref().and_then(Path::parent)
+    }
+}
+
+/// How the key reaches OpenSSL.
+#[derive(Clone, Debug)]
+pub enum FrontEnd {
+    /// `-engine e_akv -keyform engine` (OpenSSL 3 only).
+    Engine,
+    /// `-provider akv -provider default` with store URIs.
+    Provider(OpenSsl),
+}
+
+impl FrontEnd {
+    /// Every front end, in the order tables run them.
+    pub fn all() -> Vec<FrontEnd> {
+        vec![
+            FrontEnd::Engine,
+            FrontEnd::Provider(OpenSsl::system()),
+            FrontEnd::Provider(OpenSsl::four()),
+        ]
+    }
+
+    /// For messages and file names.
+    pub fn name(&self) -> String {
+        match self {
+            FrontEnd::Engine => "engine on OpenSSL 3.0".into(),
+            FrontEnd::Provider(o) => format!("provider on {}", o.name),
+        }
+    }
+
+    /// A short tag for file names.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            FrontEnd::Engine => "engine",
+            FrontEnd::Provider(o) if o.libs.is_some() => "prov4",
+            FrontEnd::Provider(_) => "prov3",
+        }
+    }
+
+    /// The `openssl` this front end runs in.
+    pub fn openssl(&self) -> OpenSsl {
+        match self {
+            FrontEnd::Engine => OpenSsl::system(),
+            FrontEnd::Provider(o) => o.clone(),
+        }
+    }
+
+    /// `openssl COMMAND` with the lab's environment and the flags that load the front end.
+    pub fn command(&self, lab: &Lab, command: &str) -> Command {
+        let openssl = self.openssl();
+        let mut c = lab.command(openssl.program.to_str().expect("utf-8 path"));
+        if let Some(libs) = &openssl.libs {
+            c.env("LD_LIBRARY_PATH", libs);
+        }
+        c.arg(command);
+        match self {
+            FrontEnd::Engine => {
+                c.args(["-engine", "e_akv"]);
+            }
+            FrontEnd::Provider(_) => {
+                let providers = provider_dir(Path::new(&lab.path("")));
+                c.arg("-provider-path").arg(providers).args([
+                    "-provider",
+                    "akv",
+                    "-provider",
+                    "default",
+                ]);
+            }
+        }
+        c
+    }
+
+    /// The arguments naming vault key `key` through `key_flag` (`-inkey`, `-key`, `-CAkey`),
+    /// with `form_flag` (`-keyform`, `-CAkeyform`) telling the engine the key is its own.
+    pub fn key_args(&self, form_flag: &str, key_flag: &str, key: &str) -> Vec<String> {
+        match self {
+            FrontEnd::Engine => vec![
+                form_flag.into(),
+                "engine".into(),
+                key_flag.into(),
+                key.into(),
+            ],
+            FrontEnd::Provider(_) => vec![key_flag.into(), key.into()],
+        }
+    }
+
+    /// Runs `openssl COMMAND ARGS`.
+    pub fn run(&self, lab: &Lab, command: &str, args: &[String]) -> Output {
+        self.command(lab, command)
+            .args(args)
+            .output()
+            .expect("openssl runs")
+    }
+
+    /// Runs `openssl COMMAND ARGS`, insists it fails, returns its stderr.
+    pub fn fails(&self, lab: &Lab, command: &str, args: &[String]) -> String {
+        let out = self.run(lab, command, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "{}: openssl {command} {} should have failed:\n{stderr}",
+            self.name(),
+            args.join(" ")
+        );
+        stderr
+    }
+}
