@@ -21,5 +21,5 @@ mkdir -p "$dest"
 install -m 0644 "$lib" "$dest/akv.so"
 echo "installed $dest/akv.so"
 if [[ -n "${1:-}" ]]; then
-    echo "use it with: -provider-path $dest -provider akv -provider default"
+    echo "use it with: -provider-path $dest -provider default -provider akv"
 fi

@@ -50,7 +50,7 @@ impl OpenSsl {
 pub enum FrontEnd {
     /// `-engine e_akv -keyform engine` (OpenSSL 3 only).
     Engine,
-    /// `-provider akv -provider default` with store URIs.
+    /// `-provider default -provider akv` (in that order: see the README) with store URIs.
     Provider(OpenSsl),
 }
 
@@ -105,9 +105,9 @@ impl FrontEnd {
                 let providers = provider_dir(Path::new(&lab.path("")));
                 c.arg("-provider-path").arg(providers).args([
                     "-provider",
-                    "akv",
-                    "-provider",
                     "default",
+                    "-provider",
+                    "akv",
                 ]);
             }
         }

@@ -99,8 +99,20 @@ pub fn provider_dir(base: &Path) -> PathBuf {
     let dir = base.join("providers");
     std::fs::create_dir_all(&dir).expect("providers dir");
     let link = dir.join("akv.so");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(provider_library(), &link).expect("provider link");
+    let target = provider_library();
+    // Tests running at once share a lab's folder: make the link once, keep a correct one.
+    match std::fs::read_link(&link) {
+        Ok(current) if current == target => return dir,
+        // A link from another build: replace it.
+        Ok(_) => {
+            let _ = std::fs::remove_file(&link);
+        }
+        Err(_) => {}
+    }
+    match std::os::unix::fs::symlink(&target, &link) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        other => other.expect("provider link"),
+    }
     dir
 }
 
