@@ -391,105 +391,72 @@ unsafe extern "C" fn ec_operation_name(operation: c_int) -> *const c_char {
     }
 }
 
-/// KEYMGMT for RSA keys.
-pub static RSA_KEYMGMT: [OSSL_DISPATCH; 10] = [
-    entry!(
-        OSSL_FUNC_KEYMGMT_LOAD,
-        load,
-        unsafe extern "C" fn(*const c_void, usize) -> *mut c_void
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_FREE,
-        free,
-        unsafe extern "C" fn(*mut c_void)
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_HAS,
-        has,
-        unsafe extern "C" fn(*const c_void, c_int) -> c_int
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_MATCH,
-        matches,
-        unsafe extern "C" fn(*const c_void, *const c_void, c_int) -> c_int
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_EXPORT,
-        export,
-        unsafe extern "C" fn(*mut c_void, c_int, Option<ObjectCallback>, *mut c_void) -> c_int
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_EXPORT_TYPES,
-        rsa_export_types,
-        unsafe extern "C" fn(c_int) -> *const OSSL_PARAM
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_GET_PARAMS,
-        get_params,
-        unsafe extern "C" fn(*mut c_void, *mut OSSL_PARAM) -> c_int
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
-        rsa_gettable,
-        unsafe extern "C" fn(*mut c_void) -> *const OSSL_PARAM
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME,
-        rsa_operation_name,
-        unsafe extern "C" fn(c_int) -> *const c_char
-    ),
-    DISPATCH_END,
-];
+/// A KEYMGMT table: the functions every key type shares, and its own export types, gettable
+/// parameters and operation names.
+macro_rules! keymgmt_table {
+    ($export_types:expr, $gettable:expr, $operation_name:expr) => {
+        [
+            entry!(
+                OSSL_FUNC_KEYMGMT_LOAD,
+                load,
+                unsafe extern "C" fn(*const c_void, usize) -> *mut c_void
+            ),
+            entry!(
+                OSSL_FUNC_KEYMGMT_FREE,
+                free,
+                unsafe extern "C" fn(*mut c_void)
+            ),
+            entry!(
+                OSSL_FUNC_KEYMGMT_HAS,
+                has,
+                unsafe extern "C" fn(*const c_void, c_int) -> c_int
+            ),
+            entry!(
+                OSSL_FUNC_KEYMGMT_MATCH,
+                matches,
+                unsafe extern "C" fn(*const c_void, *const c_void, c_int) -> c_int
+            ),
+            entry!(
+                OSSL_FUNC_KEYMGMT_EXPORT,
+                export,
+                unsafe extern "C" fn(
+                    *mut c_void,
+                    c_int,
+                    Option<ObjectCallback>,
+                    *mut c_void,
+                ) -> c_int
+            ),
+            entry!(
+                OSSL_FUNC_KEYMGMT_EXPORT_TYPES,
+                $export_types,
+                unsafe extern "C" fn(c_int) -> *const OSSL_PARAM
+            ),
+            entry!(
+                OSSL_FUNC_KEYMGMT_GET_PARAMS,
+                get_params,
+                unsafe extern "C" fn(*mut c_void, *mut OSSL_PARAM) -> c_int
+            ),
+            entry!(
+                OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
+                $gettable,
+                unsafe extern "C" fn(*mut c_void) -> *const OSSL_PARAM
+            ),
+            entry!(
+                OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME,
+                $operation_name,
+                unsafe extern "C" fn(c_int) -> *const c_char
+            ),
+            DISPATCH_END,
+        ]
+    };
+}
 
+/// KEYMGMT for RSA keys.
+pub static RSA_KEYMGMT: [OSSL_DISPATCH; 10] =
+    keymgmt_table!(rsa_export_types, rsa_gettable, rsa_operation_name);
 /// KEYMGMT for EC keys.
-pub static EC_KEYMGMT: [OSSL_DISPATCH; 10] = [
-    entry!(
-        OSSL_FUNC_KEYMGMT_LOAD,
-        load,
-        unsafe extern "C" fn(*const c_void, usize) -> *mut c_void
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_FREE,
-        free,
-        unsafe extern "C" fn(*mut c_void)
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_HAS,
-        has,
-        unsafe extern "C" fn(*const c_void, c_int) -> c_int
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_MATCH,
-        matches,
-        unsafe extern "C" fn(*const c_void, *const c_void, c_int) -> c_int
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_EXPORT,
-        export,
-        unsafe extern "C" fn(*mut c_void, c_int, Option<ObjectCallback>, *mut c_void) -> c_int
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_EXPORT_TYPES,
-        ec_export_types,
-        unsafe extern "C" fn(c_int) -> *const OSSL_PARAM
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_GET_PARAMS,
-        get_params,
-        unsafe extern "C" fn(*mut c_void, *mut OSSL_PARAM) -> c_int
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
-        ec_gettable,
-        unsafe extern "C" fn(*mut c_void) -> *const OSSL_PARAM
-    ),
-    entry!(
-        OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME,
-        ec_operation_name,
-        unsafe extern "C" fn(c_int) -> *const c_char
-    ),
-    DISPATCH_END,
-];
+pub static EC_KEYMGMT: [OSSL_DISPATCH; 10] =
+    keymgmt_table!(ec_export_types, ec_gettable, ec_operation_name);
 
 /// The data type the store names for a key (the KEYMGMT algorithm name).
 pub fn data_type(kind: KeyKind) -> &'static CStr {

@@ -163,7 +163,18 @@ pub fn set_int(p: &mut OSSL_PARAM, value: i64) -> Result<(), ParamError> {
 /// Writes a UTF-8 string (with its NUL when there is room for it); with no buffer, tells the
 /// size needed.
 pub fn set_utf8(p: &mut OSSL_PARAM, value: &str) -> Result<(), ParamError> {
-    if p.data_type != OSSL_PARAM_UTF8_STRING {
+    write_bytes(p, OSSL_PARAM_UTF8_STRING, value.as_bytes())
+}
+
+/// Writes an octet string; with no buffer, tells the size needed.
+pub fn set_octets(p: &mut OSSL_PARAM, value: &[u8]) -> Result<(), ParamError> {
+    write_bytes(p, OSSL_PARAM_OCTET_STRING, value)
+}
+
+/// Copies `value` into an entry of type `data_type`, NUL-terminating strings when the
+/// buffer has room; `return_size` always says the length, so a NULL buffer asks the size.
+fn write_bytes(p: &mut OSSL_PARAM, data_type: u32, value: &[u8]) -> Result<(), ParamError> {
+    if p.data_type != data_type {
         return Err(ParamError::WrongType);
     }
     p.return_size = value.len();
@@ -176,27 +187,10 @@ pub fn set_utf8(p: &mut OSSL_PARAM, value: &str) -> Result<(), ParamError> {
     // SAFETY: data holds data_size >= len bytes.
     unsafe {
         std::ptr::copy_nonoverlapping(value.as_ptr(), p.data as *mut u8, value.len());
-        if p.data_size > value.len() {
+        if data_type == OSSL_PARAM_UTF8_STRING && p.data_size > value.len() {
             *(p.data as *mut u8).add(value.len()) = 0;
         }
     }
-    Ok(())
-}
-
-/// Writes an octet string; with no buffer, tells the size needed.
-pub fn set_octets(p: &mut OSSL_PARAM, value: &[u8]) -> Result<(), ParamError> {
-    if p.data_type != OSSL_PARAM_OCTET_STRING {
-        return Err(ParamError::WrongType);
-    }
-    p.return_size = value.len();
-    if p.data.is_null() {
-        return Ok(());
-    }
-    if p.data_size < value.len() {
-        return Err(ParamError::DoesNotFit);
-    }
-    // SAFETY: data holds data_size >= len bytes.
-    unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), p.data as *mut u8, value.len()) };
     Ok(())
 }
 

@@ -12,8 +12,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/provider.h>
-#include <openssl/store.h>
+#include "store_key.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,23 +42,8 @@ static int sign_and_verify(EVP_PKEY *key, EVP_PKEY *pub, OSSL_LIB_CTX *libctx)
 static int provider_cycle(const char *dir, const char *uri, EVP_PKEY *pub)
 {
     OSSL_LIB_CTX *libctx = OSSL_LIB_CTX_new();
-    OSSL_PROVIDER *akv = NULL, *dflt = NULL;
-    EVP_PKEY *key = NULL;
-    if (libctx != NULL && OSSL_PROVIDER_set_default_search_path(libctx, dir)) {
-        /* default first: see the README on provider order */
-        dflt = OSSL_PROVIDER_load(libctx, "default");
-        akv = OSSL_PROVIDER_load(libctx, "akv");
-    }
-    OSSL_STORE_CTX *store = akv && dflt
-        ? OSSL_STORE_open_ex(uri, libctx, NULL, NULL, NULL, NULL, NULL, NULL)
-        : NULL;
-    while (store != NULL && key == NULL && !OSSL_STORE_eof(store)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(store);
-        if (info != NULL && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-            key = OSSL_STORE_INFO_get1_PKEY(info);
-        OSSL_STORE_INFO_free(info);
-    }
-    OSSL_STORE_close(store);
+    OSSL_PROVIDER *dflt = NULL, *akv = NULL;
+    EVP_PKEY *key = libctx != NULL ? load_from_store(libctx, dir, uri, &dflt, &akv) : NULL;
     int ok = sign_and_verify(key, pub, libctx);
     EVP_PKEY_free(key);
     OSSL_PROVIDER_unload(akv);

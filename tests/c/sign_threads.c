@@ -14,8 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/provider.h>
-#include <openssl/store.h>
+#include "store_key.h"
 #ifndef OPENSSL_NO_ENGINE
 #include <openssl/engine.h>
 #endif
@@ -80,25 +79,6 @@ static int run_threads(int threads)
     return total == (long)threads * rounds ? 0 : 1;
 }
 
-/* Loads the private key through the provider's store. */
-static EVP_PKEY *load_from_store(const char *dir, const char *uri)
-{
-    if (!OSSL_PROVIDER_set_default_search_path(NULL, dir)
-        || OSSL_PROVIDER_load(NULL, "default") == NULL /* first: see the README */
-        || OSSL_PROVIDER_load(NULL, "akv") == NULL)
-        return NULL;
-    OSSL_STORE_CTX *store = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
-    EVP_PKEY *found = NULL;
-    while (store != NULL && found == NULL && !OSSL_STORE_eof(store)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(store);
-        if (info != NULL && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-            found = OSSL_STORE_INFO_get1_PKEY(info);
-        OSSL_STORE_INFO_free(info);
-    }
-    OSSL_STORE_close(store);
-    return found;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 5) {
@@ -114,7 +94,8 @@ int main(int argc, char **argv)
     ENGINE *e = NULL;
 #endif
     if (provider_dir != NULL) {
-        key = load_from_store(provider_dir, argv[1]);
+        OSSL_PROVIDER *dflt, *akv; /* kept loaded for the life of the process */
+        key = load_from_store(NULL, provider_dir, argv[1], &dflt, &akv);
     } else {
 #ifndef OPENSSL_NO_ENGINE
         e = ENGINE_by_id("e_akv");

@@ -50,6 +50,44 @@ impl Lab {
         }
     }
 
+    /// One lab for the whole test binary, under `target/test-tmp/NAME` (its keys are kept
+    /// across runs, so reruns skip key generation), for the tests that neither change
+    /// faults nor read counters.
+    pub fn shared(name: &str, keys: &[(&str, &str)]) -> &'static Lab {
+        static LABS: std::sync::Mutex<Vec<(String, &'static Lab)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut labs = LABS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, lab)) = labs.iter().find(|(n, _)| n == name) {
+            return lab;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/test-tmp")
+            .join(name);
+        let _ = std::fs::remove_dir_all(root.join("work"));
+        let lab: &'static Lab = Box::leak(Box::new(Lab::start(&root, keys, |_| {})));
+        labs.push((name.to_string(), lab));
+        lab
+    }
+
+    /// Writes `bytes` to the work file `name`; returns its path.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).expect("work file");
+        p
+    }
+
+    /// Writes a message `TAG.msg` and its `md` digest (`sha256`, ...) to `TAG.dgst`, by plain
+    /// OpenSSL; returns the digest's path.
+    pub fn digest_file(&self, tag: &str, md: &str) -> String {
+        let msg = self.write(
+            &format!("{tag}.msg"),
+            format!("message for {tag}").as_bytes(),
+        );
+        let out = self.path(&format!("{tag}.dgst"));
+        self.ok(&["dgst", &format!("-{md}"), "-binary", "-out", &out, &msg]);
+        out
+    }
+
     /// The running emulator.
     pub fn emulator(&self) -> &Emulator {
         self.emulator.as_ref().expect("the emulator is running")

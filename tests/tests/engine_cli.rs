@@ -3,58 +3,21 @@
 //! default. Everything the engine shares with the provider (signing, certificates, CMS,
 //! TLS, threads and fork, errors, secrets) is a row of tests/tests/front_ends.rs.
 
-use std::path::Path;
-use std::sync::OnceLock;
-
 use akv_tests::lab::Lab;
 
-const ALL_KEYS: [(&str, &str); 7] = [
-    ("rsa2048", "rsa2048"),
-    ("rsa3072", "rsa3072"),
-    ("rsa4096", "rsa4096"),
-    ("p256", "p256"),
-    ("p384", "p384"),
-    ("p521", "p521"),
-    ("p256k", "p256k"),
-];
-
-/// One lab with every key type, shared by the tests that do not inspect counters. Its keys
-/// live under target/, so reruns skip key generation.
 fn lab() -> &'static Lab {
-    static LAB: OnceLock<Lab> = OnceLock::new();
-    LAB.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp/engine-cli");
-        let _ = std::fs::remove_dir_all(root.join("work"));
-        Lab::start(&root, &ALL_KEYS, |_| {})
-    })
+    Lab::shared("engine-cli", &[("rsa2048", "rsa2048"), ("p256", "p256")])
 }
 
 fn key(name: &str) -> String {
     format!("vault:myvault:{name}")
 }
 
-fn write(lab: &Lab, name: &str, bytes: &[u8]) -> String {
-    let p = lab.path(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
-fn digest_file(lab: &Lab, name: &str, md: &str) -> String {
-    let msg = write(
-        lab,
-        &format!("{name}.msg"),
-        format!("message for {name}").as_bytes(),
-    );
-    let out = lab.path(&format!("{name}.dgst"));
-    lab.ok(&["dgst", &format!("-{md}"), "-binary", "-out", &out, &msg]);
-    out
-}
-
 #[test]
 fn engine_by_path_and_from_openssl_cnf() {
     let lab = lab();
     let lib = akv_tests::support::engine_library();
-    let dgst = digest_file(lab, "bypath", "sha256");
+    let dgst = lab.digest_file("bypath", "sha256");
     // -engine with the library's path: OpenSSL passes the path as the id.
     lab.ok(&[
         "pkeyutl",
@@ -78,7 +41,7 @@ fn engine_by_path_and_from_openssl_cnf() {
         lab.emulator().base_url(),
         lab.emulator().ca_cert().unwrap().display()
     );
-    let cnf_path = write(lab, "openssl.cnf", cnf.as_bytes());
+    let cnf_path = lab.write("openssl.cnf", cnf.as_bytes());
     let out = lab
         .command("openssl")
         .env_remove("AKV_ENDPOINT")
@@ -165,7 +128,7 @@ fn settings_are_listed_and_checked() {
 #[test]
 fn foreign_key_strings_are_refused_clearly() {
     let lab = lab();
-    let dgst = digest_file(lab, "errors", "sha256");
+    let dgst = lab.digest_file("errors", "sha256");
     let e = lab.fails(&[
         "pkeyutl",
         "-sign",
@@ -209,7 +172,7 @@ fn local_keys_are_untouched_when_the_engine_is_the_default() {
         lab.ok(&args);
         let public = lab.path(&format!("{name}.pub"));
         lab.ok(&["pkey", "-in", &pem, "-pubout", "-out", &public]);
-        let dgst = digest_file(lab, name, "sha256");
+        let dgst = lab.digest_file(name, "sha256");
         let sig = lab.path(&format!("{name}.sig"));
         let mut sign = vec![
             "pkeyutl", "-sign", "-engine", "e_akv", "-inkey", &pem, "-in", &dgst, "-out", &sig,
@@ -236,7 +199,7 @@ fn local_keys_are_untouched_when_the_engine_is_the_default() {
         }
         lab.ok(&verify);
         if name == "local-rsa" {
-            let plain = write(lab, "local.txt", b"local secret");
+            let plain = lab.write("local.txt", b"local secret");
             let ct = lab.path("local.ct");
             lab.ok(&[
                 "pkeyutl",
@@ -265,7 +228,7 @@ fn local_keys_are_untouched_when_the_engine_is_the_default() {
             ]);
             assert_eq!(out.stdout, b"local secret");
             // Raw RSA with a local key is OpenSSL's business, and works.
-            let raw_in = write(lab, "raw.bin", &[0x01; 256]);
+            let raw_in = lab.write("raw.bin", &[0x01; 256]);
             lab.ok(&[
                 "rsautl",
                 "-sign",
@@ -282,7 +245,7 @@ fn local_keys_are_untouched_when_the_engine_is_the_default() {
         }
     }
     // Raw RSA with a vault key is refused with the reason.
-    let raw_in = write(lab, "raw2.bin", &[0x01; 256]);
+    let raw_in = lab.write("raw2.bin", &[0x01; 256]);
     let err = lab.fails(&[
         "rsautl",
         "-sign",

@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use akv_tests::emulator::{Fault, Faults};
@@ -23,15 +22,8 @@ const ALL_KEYS: [(&str, &str); 7] = [
     ("p256k", "p256k"),
 ];
 
-/// One lab with every key type, shared by the tests that do not inspect counters or change
-/// faults. Its keys live under target/, so reruns skip key generation.
 fn lab() -> &'static Lab {
-    static LAB: OnceLock<Lab> = OnceLock::new();
-    LAB.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp/front-ends");
-        let _ = std::fs::remove_dir_all(root.join("work"));
-        Lab::start(&root, &ALL_KEYS, |_| {})
-    })
+    Lab::shared("front-ends", &ALL_KEYS)
 }
 
 /// A lab of its own, for tests that change faults, settings or key state, or read counters.
@@ -66,27 +58,10 @@ fn ok(fe: &FrontEnd, lab: &Lab, command: &str, args: &[String]) -> Output {
     out
 }
 
-fn write(lab: &Lab, name: &str, bytes: &[u8]) -> String {
-    let p = lab.path(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
-fn digest_file(lab: &Lab, name: &str, md: &str) -> String {
-    let msg = write(
-        lab,
-        &format!("{name}.msg"),
-        format!("message for {name}").as_bytes(),
-    );
-    let out = lab.path(&format!("{name}.dgst"));
-    lab.ok(&["dgst", &format!("-{md}"), "-binary", "-out", &out, &msg]);
-    out
-}
-
 /// `pkeyutl -sign` through the front end, `pkeyutl -verify` with plain OpenSSL.
 fn sign_and_verify(fe: &FrontEnd, lab: &Lab, name: &str, md: &str, opts: &[&str]) {
     let tag = format!("{}-{name}-{md}-{}", fe.tag(), opts.len());
-    let dgst = digest_file(lab, &tag, md);
+    let dgst = lab.digest_file(&tag, md);
     let sig = lab.path(&format!("{tag}.sig"));
     let digest_opt = format!("digest:{md}");
     let mut pkeyopts: Vec<&str> = Vec::new();
@@ -160,7 +135,7 @@ fn pkeyutl_ecdsa_signatures_verify_on_every_curve() {
 #[test]
 fn pss_with_another_salt_length_is_refused_clearly() {
     let lab = lab();
-    let dgst = digest_file(lab, "pss-max", "sha256");
+    let dgst = lab.digest_file("pss-max", "sha256");
     for fe in FrontEnd::all() {
         let mut args = strings(&["-sign", "-in", &dgst, "-out", &lab.path("x.sig")]);
         args.extend(fe.key_args("-keyform", "-inkey", &key("rsa2048")));
@@ -183,7 +158,7 @@ fn pss_with_another_salt_length_is_refused_clearly() {
 #[test]
 fn dgst_sign_sha384() {
     let lab = lab();
-    let msg = write(lab, "dgst.msg", b"dgst message");
+    let msg = lab.write("dgst.msg", b"dgst message");
     for fe in FrontEnd::all() {
         for name in ["rsa2048", "p384", "p521"] {
             let sig = lab.path(&format!("dgst-{}-{name}.sig", fe.tag()));
@@ -353,7 +328,7 @@ fn public_key_export_matches_the_vault() {
 #[test]
 fn decrypt_round_trips_with_every_padding() {
     let lab = lab();
-    let plain = write(lab, "plain.txt", b"the secret of the day");
+    let plain = lab.write("plain.txt", b"the secret of the day");
     let public = lab.public_pem("rsa2048");
     for fe in FrontEnd::all() {
         for (tag, opts) in [
@@ -421,7 +396,7 @@ fn decrypt_round_trips_with_every_padding() {
 #[test]
 fn cms_sign_and_decrypt() {
     let lab = lab();
-    let msg = write(lab, "cms.txt", b"CMS content");
+    let msg = lab.write("cms.txt", b"CMS content");
     for fe in FrontEnd::all() {
         let crt = self_signed(&fe, lab, "rsa2048", &["-sha256"]);
         let signed = lab.path(&format!("{}-cms.p7", fe.tag()));
@@ -594,7 +569,7 @@ fn local_keys_keep_working_with_the_front_end_loaded() {
     let public = lab.path("local-ec.pub");
     lab.ok(&["pkey", "-in", &key_file, "-pubout", "-out", &public]);
     for fe in FrontEnd::all() {
-        let dgst = digest_file(lab, &format!("{}-local", fe.tag()), "sha256");
+        let dgst = lab.digest_file(&format!("{}-local", fe.tag()), "sha256");
         let sig = lab.path(&format!("{}-local.sig", fe.tag()));
         ok(
             &fe,
@@ -624,7 +599,7 @@ fn local_keys_keep_working_with_the_front_end_loaded() {
 fn pinned_versions_and_key_urls() {
     let lab = lab();
     let old = lab.emulator().latest_version("p384").unwrap();
-    let dgst = digest_file(lab, "pinned", "sha384");
+    let dgst = lab.digest_file("pinned", "sha384");
     let url = format!("{}/keys/p384/{old}", lab.emulator().base_url());
     for fe in FrontEnd::all() {
         // The provider's store takes the key URL with an `akv:` prefix (`https:` is not a
@@ -664,7 +639,7 @@ fn pinned_versions_and_key_urls() {
 #[test]
 fn errors_are_clear() {
     let lab = lab();
-    let dgst = digest_file(lab, "errors", "sha256");
+    let dgst = lab.digest_file("errors", "sha256");
     for fe in FrontEnd::all() {
         let sign = |k: &str| {
             let mut args = strings(&["-sign", "-in", &dgst, "-pkeyopt", "digest:sha256"]);
@@ -699,7 +674,7 @@ fn errors_are_clear() {
 fn service_errors_reach_the_user() {
     for fe in FrontEnd::all() {
         let (_dir, mut lab) = private_lab("service-errors", &fe);
-        let dgst = digest_file(&lab, "svc", "sha256");
+        let dgst = lab.digest_file("svc", "sha256");
         let sign = |lab: &Lab| {
             let mut args = strings(&["-sign", "-in", &dgst]);
             args.extend(fe.key_args("-keyform", "-inkey", &key("p256")));
@@ -872,7 +847,7 @@ fn debug_logs_never_contain_the_token() {
         let log = lab.path("akv.log");
         lab.set_env("AKV_LOG_LEVEL", "debug");
         lab.set_env("AKV_LOG_FILE", &log);
-        let dgst = digest_file(&lab, "secrets", "sha256");
+        let dgst = lab.digest_file("secrets", "sha256");
         let mut args = strings(&[
             "-sign",
             "-in",
@@ -941,7 +916,7 @@ fn azure_cli_and_static_tokens() {
         let mut perms = std::fs::metadata(&az).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(&az, perms).unwrap();
-        let dgst = digest_file(&lab, "cred", "sha256");
+        let dgst = lab.digest_file("cred", "sha256");
         let check = |lab: &Lab, tag: &str| {
             let sig = lab.path(&format!("{tag}.sig"));
             let mut args = strings(&["-sign", "-in", &dgst, "-out", &sig]);

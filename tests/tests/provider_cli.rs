@@ -4,19 +4,13 @@
 //! secrets) is a row of tests/tests/front_ends.rs.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use akv_tests::frontends::{FrontEnd, OpenSsl};
 use akv_tests::lab::Lab;
 use akv_tests::support::{openssl4, provider_dir};
 
 fn lab() -> &'static Lab {
-    static LAB: OnceLock<Lab> = OnceLock::new();
-    LAB.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-tmp/provider-cli");
-        let _ = std::fs::remove_dir_all(root.join("work"));
-        Lab::start(&root, &[("p256", "p256"), ("rsa2048", "rsa2048")], |_| {})
-    })
+    Lab::shared("provider-cli", &[("p256", "p256"), ("rsa2048", "rsa2048")])
 }
 
 /// The provider in each OpenSSL.
@@ -29,14 +23,6 @@ fn providers() -> Vec<FrontEnd> {
 
 fn key(name: &str) -> String {
     format!("vault:myvault:{name}")
-}
-
-fn digest_of(lab: &Lab, tag: &str, md: &str) -> String {
-    let msg = lab.path(&format!("{tag}.msg"));
-    std::fs::write(&msg, format!("message for {tag}")).unwrap();
-    let out = lab.path(&format!("{tag}.dgst"));
-    lab.ok(&["dgst", &format!("-{md}"), "-binary", "-out", &out, &msg]);
-    out
 }
 
 /// Every spelling of a key reaches the same vault key, and `storeutl` lists it.
@@ -171,7 +157,7 @@ fn settings_from_openssl_cnf() {
                 .output()
                 .unwrap()
         };
-        let dgst = digest_of(lab, &format!("{}-cnf", fe.tag()), "sha256");
+        let dgst = lab.digest_file(&format!("{}-cnf", fe.tag()), "sha256");
         let sig = lab.path(&format!("{}-cnf.sig", fe.tag()));
         let out = run(&cnf("managed-identity"), &dgst, &sig);
         assert!(
