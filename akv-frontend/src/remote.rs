@@ -29,6 +29,8 @@ pub enum KeyKind {
 /// A vault key, loaded: pinned to the version fetched, with its public half.
 #[derive(Debug)]
 pub struct VaultKey {
+    /// The key string it was loaded from, as named (a key reference file records it).
+    pub named: String,
     /// The key, pinned to the version that was loaded, so every signature matches the
     /// public key loaded now.
     pub key: KeyId,
@@ -131,6 +133,7 @@ pub fn load_key(text: &str) -> Result<VaultKey, Failure> {
         started.elapsed()
     ));
     Ok(VaultKey {
+        named: text.to_string(),
         key: pinned,
         kind,
         public: bundle.public_key,

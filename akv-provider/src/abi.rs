@@ -1,8 +1,9 @@
 //! The provider ABI as OpenSSL 3.0 through 4.x define it (`core.h`, `core_dispatch.h`,
 //! `core_names.h`, `core_object.h`): the C types, the function ids and the parameter names
-//! this provider uses. openssl-sys declares none of them. A wrong id is a silent crash, so
-//! `tests/c/provider_abi.c` prints each one from the real headers and a test compares them
-//! with [`CHECKED`], on the system's OpenSSL 3 and on OpenSSL 4.
+//! this provider uses. openssl-sys declares none of them. A wrong id is a silent crash, so a
+//! test (tests/tests/provider_cli.rs) builds a C program from [`CHECKED`] and
+//! [`names::CHECKED`] that prints each one from the real headers, and compares, on the
+//! system's OpenSSL 3 and on OpenSSL 4: every constant listed here is checked.
 
 #![allow(non_camel_case_types)]
 
@@ -86,6 +87,8 @@ pub const OSSL_PARAM_UTF8_PTR: c_uint = 6;
 pub const OSSL_OP_KEYMGMT: c_int = 10;
 pub const OSSL_OP_SIGNATURE: c_int = 12;
 pub const OSSL_OP_ASYM_CIPHER: c_int = 13;
+pub const OSSL_OP_ENCODER: c_int = 20;
+pub const OSSL_OP_DECODER: c_int = 21;
 pub const OSSL_OP_STORE: c_int = 22;
 
 /// What the core hands the provider.
@@ -94,6 +97,20 @@ pub const OSSL_FUNC_CORE_GET_PARAMS: c_int = 2;
 pub const OSSL_FUNC_CORE_NEW_ERROR: c_int = 5;
 pub const OSSL_FUNC_CORE_SET_ERROR_DEBUG: c_int = 6;
 pub const OSSL_FUNC_CORE_VSET_ERROR: c_int = 7;
+
+/// The core's BIO upcalls (for decoders and encoders).
+pub const OSSL_FUNC_BIO_READ_EX: c_int = 42;
+pub const OSSL_FUNC_BIO_WRITE_EX: c_int = 43;
+
+/// Decoders and encoders.
+pub const OSSL_FUNC_DECODER_NEWCTX: c_int = 1;
+pub const OSSL_FUNC_DECODER_FREECTX: c_int = 2;
+pub const OSSL_FUNC_DECODER_DOES_SELECTION: c_int = 10;
+pub const OSSL_FUNC_DECODER_DECODE: c_int = 11;
+pub const OSSL_FUNC_ENCODER_NEWCTX: c_int = 1;
+pub const OSSL_FUNC_ENCODER_FREECTX: c_int = 2;
+pub const OSSL_FUNC_ENCODER_DOES_SELECTION: c_int = 10;
+pub const OSSL_FUNC_ENCODER_ENCODE: c_int = 11;
 
 /// The provider's own functions.
 pub const OSSL_FUNC_PROVIDER_TEARDOWN: c_int = 1024;
@@ -174,6 +191,18 @@ pub const RSA_PSS_SALTLEN_MAX: c_int = -3;
 pub type CoreGetParams =
     unsafe extern "C" fn(handle: *const c_void, params: *mut OSSL_PARAM) -> c_int;
 pub type CoreNewError = unsafe extern "C" fn(handle: *const c_void);
+pub type CoreBioReadEx = unsafe extern "C" fn(
+    bio: *mut c_void,
+    data: *mut c_void,
+    len: usize,
+    read: *mut usize,
+) -> c_int;
+pub type CoreBioWriteEx = unsafe extern "C" fn(
+    bio: *mut c_void,
+    data: *const c_void,
+    len: usize,
+    written: *mut usize,
+) -> c_int;
 pub type CoreSetErrorDebug = unsafe extern "C" fn(
     handle: *const c_void,
     file: *const c_char,
@@ -212,6 +241,30 @@ pub const CHECKED: &[(&str, i64)] = &[
     ("OSSL_OP_SIGNATURE", OSSL_OP_SIGNATURE as i64),
     ("OSSL_OP_ASYM_CIPHER", OSSL_OP_ASYM_CIPHER as i64),
     ("OSSL_OP_STORE", OSSL_OP_STORE as i64),
+    ("OSSL_OP_ENCODER", OSSL_OP_ENCODER as i64),
+    ("OSSL_OP_DECODER", OSSL_OP_DECODER as i64),
+    ("OSSL_FUNC_BIO_READ_EX", OSSL_FUNC_BIO_READ_EX as i64),
+    ("OSSL_FUNC_BIO_WRITE_EX", OSSL_FUNC_BIO_WRITE_EX as i64),
+    ("OSSL_FUNC_DECODER_NEWCTX", OSSL_FUNC_DECODER_NEWCTX as i64),
+    (
+        "OSSL_FUNC_DECODER_FREECTX",
+        OSSL_FUNC_DECODER_FREECTX as i64,
+    ),
+    (
+        "OSSL_FUNC_DECODER_DOES_SELECTION",
+        OSSL_FUNC_DECODER_DOES_SELECTION as i64,
+    ),
+    ("OSSL_FUNC_DECODER_DECODE", OSSL_FUNC_DECODER_DECODE as i64),
+    ("OSSL_FUNC_ENCODER_NEWCTX", OSSL_FUNC_ENCODER_NEWCTX as i64),
+    (
+        "OSSL_FUNC_ENCODER_FREECTX",
+        OSSL_FUNC_ENCODER_FREECTX as i64,
+    ),
+    (
+        "OSSL_FUNC_ENCODER_DOES_SELECTION",
+        OSSL_FUNC_ENCODER_DOES_SELECTION as i64,
+    ),
+    ("OSSL_FUNC_ENCODER_ENCODE", OSSL_FUNC_ENCODER_ENCODE as i64),
     (
         "OSSL_FUNC_CORE_GETTABLE_PARAMS",
         OSSL_FUNC_CORE_GETTABLE_PARAMS as i64,

@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use akv_frontend::failure::Failure;
 
 use crate::abi::{
-    CoreGetParams, CoreNewError, CoreSetErrorDebug, CoreVsetError, OSSL_DISPATCH,
-    OSSL_FUNC_CORE_GET_PARAMS, OSSL_FUNC_CORE_NEW_ERROR, OSSL_FUNC_CORE_SET_ERROR_DEBUG,
-    OSSL_FUNC_CORE_VSET_ERROR, OSSL_PARAM, OSSL_PARAM_UNMODIFIED, OSSL_PARAM_UTF8_PTR,
+    CoreBioReadEx, CoreBioWriteEx, CoreGetParams, CoreNewError, CoreSetErrorDebug, CoreVsetError,
+    OSSL_DISPATCH, OSSL_FUNC_BIO_READ_EX, OSSL_FUNC_BIO_WRITE_EX, OSSL_FUNC_CORE_GET_PARAMS,
+    OSSL_FUNC_CORE_NEW_ERROR, OSSL_FUNC_CORE_SET_ERROR_DEBUG, OSSL_FUNC_CORE_VSET_ERROR,
+    OSSL_PARAM, OSSL_PARAM_UNMODIFIED, OSSL_PARAM_UTF8_PTR,
 };
 use crate::params;
 
@@ -22,6 +23,8 @@ pub struct Core {
     new_error: Option<CoreNewError>,
     set_error_debug: Option<CoreSetErrorDebug>,
     vset_error: Option<CoreVsetError>,
+    bio_read_ex: Option<CoreBioReadEx>,
+    bio_write_ex: Option<CoreBioWriteEx>,
 }
 
 // SAFETY: the handle is an opaque token the core accepts from any thread.
@@ -43,6 +46,8 @@ impl Core {
             new_error: None,
             set_error_debug: None,
             vset_error: None,
+            bio_read_ex: None,
+            bio_write_ex: None,
         };
         // SAFETY: the table ends with a zero id; each function has the type its id says.
         unsafe {
@@ -59,6 +64,8 @@ impl Core {
                     OSSL_FUNC_CORE_VSET_ERROR => {
                         core.vset_error = f.map(|f| std::mem::transmute(f))
                     }
+                    OSSL_FUNC_BIO_READ_EX => core.bio_read_ex = f.map(|f| std::mem::transmute(f)),
+                    OSSL_FUNC_BIO_WRITE_EX => core.bio_write_ex = f.map(|f| std::mem::transmute(f)),
                     _ => {}
                 }
                 table = table.add(1);
@@ -96,6 +103,66 @@ impl Core {
             .into_owned();
         Some(text)
     }
+}
+
+fn installed() -> Option<Core> {
+    *CORE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads a core BIO to its end, at most `max` bytes; `None` when it holds more.
+///
+/// # Safety
+/// `bio` is an `OSSL_CORE_BIO` the core passed for this call.
+pub unsafe fn read_bio(bio: *mut c_void, max: usize) -> Result<Option<Vec<u8>>, Failure> {
+    let read = installed().and_then(|c| c.bio_read_ex).ok_or_else(|| {
+        Failure::new(
+            akv_frontend::failure::Reason::Internal,
+            "the core gave no BIO reader",
+        )
+    })?;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut got = 0usize;
+        // SAFETY: the core's reader with a valid buffer and out pointer.
+        let ok = unsafe { read(bio, chunk.as_mut_ptr().cast(), chunk.len(), &mut got) };
+        if ok != 1 || got == 0 {
+            return Ok(Some(out));
+        }
+        out.extend_from_slice(&chunk[..got]);
+        if out.len() > max {
+            return Ok(None);
+        }
+    }
+}
+
+/// Writes all of `bytes` to a core BIO.
+///
+/// # Safety
+/// `bio` is an `OSSL_CORE_BIO` the core passed for this call.
+pub unsafe fn write_bio(bio: *mut c_void, bytes: &[u8]) -> Result<(), Failure> {
+    let fail = |why: &str| Failure::new(akv_frontend::failure::Reason::Internal, why.to_string());
+    let write = installed()
+        .and_then(|c| c.bio_write_ex)
+        .ok_or_else(|| fail("the core gave no BIO writer"))?;
+    let mut done = 0;
+    while done < bytes.len() {
+        let mut wrote = 0usize;
+        // SAFETY: the core's writer with a valid buffer and out pointer.
+        let ok = unsafe {
+            write(
+                bio,
+                bytes[done..].as_ptr().cast(),
+                bytes.len() - done,
+                &mut wrote,
+            )
+        };
+        if ok != 1 || wrote == 0 {
+            return Err(fail("cannot write the key reference"));
+        }
+        done += wrote;
+    }
+    Ok(())
 }
 
 /// Puts a failure on the calling thread's error queue through the core.

@@ -160,19 +160,40 @@ pub unsafe fn key_of<'a>(keydata: *const c_void) -> Option<&'a ProvKey> {
     unsafe { (keydata as *const ProvKey).as_ref() }
 }
 
+/// What a reference is on the wire: a tag and the number. Sixteen bytes, so that it can never
+/// be taken for the pointer-sized references of other providers' key management (which a
+/// file store may hand it to), and a tag, so that theirs are never taken for ours.
+const REFERENCE_TAG: [u8; 8] = *b"akv-ref1";
+/// The reference size.
+pub const REFERENCE_LEN: usize = 16;
+
+/// The bytes of reference `id`.
+pub fn reference_bytes(id: u64) -> [u8; REFERENCE_LEN] {
+    let mut out = [0u8; REFERENCE_LEN];
+    out[..8].copy_from_slice(&REFERENCE_TAG);
+    out[8..].copy_from_slice(&id.to_ne_bytes());
+    out
+}
+
+/// The id in reference bytes, if they are ours.
+fn reference_id(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() != REFERENCE_LEN || bytes[..8] != REFERENCE_TAG {
+        return None;
+    }
+    Some(u64::from_ne_bytes(bytes[8..].try_into().ok()?))
+}
+
 unsafe extern "C" fn load(reference: *const c_void, size: usize) -> *mut c_void {
     guard(c"keymgmt_load", std::ptr::null_mut(), || {
-        if reference.is_null() || size != 8 {
-            return Err(Failure::new(
-                Reason::Internal,
-                "not a reference from the akv store",
-            ));
+        let not_ours = || Failure::new(Reason::Internal, "not a key reference of the akv provider");
+        if reference.is_null() || size != REFERENCE_LEN {
+            return Err(not_ours());
         }
-        let mut id = [0u8; 8];
-        // SAFETY: reference holds size == 8 bytes.
-        unsafe { std::ptr::copy_nonoverlapping(reference as *const u8, id.as_mut_ptr(), 8) };
-        let vault = borrowed(u64::from_ne_bytes(id))
-            .ok_or_else(|| Failure::new(Reason::Internal, "the akv store reference has expired"))?;
+        // SAFETY: reference holds size bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(reference as *const u8, size) };
+        let id = reference_id(bytes).ok_or_else(not_ours)?;
+        let vault = borrowed(id)
+            .ok_or_else(|| Failure::new(Reason::Internal, "the akv key reference has expired"))?;
         Ok(Box::into_raw(Box::new(ProvKey { vault })) as *mut c_void)
     })
 }
@@ -480,7 +501,13 @@ mod tests {
     }
 
     #[test]
-    fn references_are_numbers_that_end() {
+    fn references_are_tagged_numbers_that_end() {
         assert!(borrowed(u64::MAX).is_none());
+        let bytes = reference_bytes(42);
+        assert_eq!(reference_id(&bytes), Some(42));
+        assert_eq!(reference_id(&bytes[..8]), None);
+        let mut foreign = bytes;
+        foreign[0] = b'x';
+        assert_eq!(reference_id(&foreign), None);
     }
 }

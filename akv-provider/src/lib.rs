@@ -14,6 +14,7 @@ pub mod abi;
 mod asym_cipher;
 mod core;
 mod der;
+mod keyfile;
 mod keys;
 pub mod params;
 mod signature;
@@ -28,8 +29,8 @@ use abi::{
     DISPATCH_END, OSSL_ALGORITHM, OSSL_DISPATCH, OSSL_FUNC_PROVIDER_GET_PARAMS,
     OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, OSSL_FUNC_PROVIDER_GETTABLE_PARAMS,
     OSSL_FUNC_PROVIDER_QUERY_OPERATION, OSSL_FUNC_PROVIDER_TEARDOWN, OSSL_ITEM,
-    OSSL_OP_ASYM_CIPHER, OSSL_OP_KEYMGMT, OSSL_OP_SIGNATURE, OSSL_OP_STORE, OSSL_PARAM,
-    OSSL_PARAM_INTEGER, OSSL_PARAM_UTF8_PTR, entry, names,
+    OSSL_OP_ASYM_CIPHER, OSSL_OP_DECODER, OSSL_OP_ENCODER, OSSL_OP_KEYMGMT, OSSL_OP_SIGNATURE,
+    OSSL_OP_STORE, OSSL_PARAM, OSSL_PARAM_INTEGER, OSSL_PARAM_UTF8_PTR, entry, names,
 };
 use params::{END, template};
 
@@ -42,9 +43,18 @@ const fn algorithm(
     implementation: &'static [OSSL_DISPATCH],
     description: &'static CStr,
 ) -> OSSL_ALGORITHM {
+    algorithm_with(names, PROPERTIES, implementation, description)
+}
+
+const fn algorithm_with(
+    names: &'static CStr,
+    properties: &'static CStr,
+    implementation: &'static [OSSL_DISPATCH],
+    description: &'static CStr,
+) -> OSSL_ALGORITHM {
     OSSL_ALGORITHM {
         algorithm_names: names.as_ptr(),
-        property_definition: PROPERTIES.as_ptr(),
+        property_definition: properties.as_ptr(),
         implementation: implementation.as_ptr(),
         algorithm_description: description.as_ptr(),
     }
@@ -84,6 +94,43 @@ static SIGNATURES: [OSSL_ALGORITHM; 3] = [
     ),
     ALGORITHM_END,
 ];
+const RSA_NAMES: &CStr = c"RSA:rsaEncryption:1.2.840.113549.1.1.1";
+const EC_NAMES: &CStr = c"EC:id-ecPublicKey:1.2.840.10045.2.1";
+/// Reference files are PEM in, key objects out.
+const DECODER_PROPERTIES: &CStr = c"provider=akv,input=pem";
+/// Our private keys written as reference files.
+const ENCODER_PROPERTIES: &CStr = c"provider=akv,output=pem,structure=PrivateKeyInfo";
+static DECODERS: [OSSL_ALGORITHM; 3] = [
+    algorithm_with(
+        RSA_NAMES,
+        DECODER_PROPERTIES,
+        &keyfile::DECODER,
+        c"Azure Key Vault key reference files (RSA keys)",
+    ),
+    algorithm_with(
+        EC_NAMES,
+        DECODER_PROPERTIES,
+        &keyfile::DECODER,
+        c"Azure Key Vault key reference files (EC keys)",
+    ),
+    ALGORITHM_END,
+];
+static ENCODERS: [OSSL_ALGORITHM; 3] = [
+    algorithm_with(
+        RSA_NAMES,
+        ENCODER_PROPERTIES,
+        &keyfile::ENCODER,
+        c"RSA vault keys as key reference files",
+    ),
+    algorithm_with(
+        EC_NAMES,
+        ENCODER_PROPERTIES,
+        &keyfile::ENCODER,
+        c"EC vault keys as key reference files",
+    ),
+    ALGORITHM_END,
+];
+
 // One entry per scheme: OpenSSL 3.0 takes a STORE's algorithm name as one scheme, unsplit.
 // Schemes match in any case (`managedhsm:` too).
 static ASYM_CIPHERS: [OSSL_ALGORITHM; 2] = [
@@ -127,6 +174,8 @@ unsafe extern "C" fn query_operation(
         OSSL_OP_SIGNATURE => SIGNATURES.as_ptr(),
         OSSL_OP_ASYM_CIPHER => ASYM_CIPHERS.as_ptr(),
         OSSL_OP_STORE => STORES.as_ptr(),
+        OSSL_OP_DECODER => DECODERS.as_ptr(),
+        OSSL_OP_ENCODER => ENCODERS.as_ptr(),
         _ => std::ptr::null(),
     }
 }
@@ -340,6 +389,8 @@ mod tests {
             &signature::RSA_SIGNATURE[..],
             &signature::ECDSA_SIGNATURE[..],
             &asym_cipher::RSA_ASYM_CIPHER[..],
+            &keyfile::DECODER[..],
+            &keyfile::ENCODER[..],
             &store::STORE[..],
         ] {
             assert_eq!(table.last().unwrap().function_id, 0);

@@ -107,7 +107,7 @@ unsafe extern "C" fn load(
                 names::OBJECT_DATA_TYPE,
                 keys::data_type(key.kind).to_str().unwrap_or("RSA"),
             )
-            .octets(names::OBJECT_REFERENCE, &reference.to_ne_bytes())
+            .octets(names::OBJECT_REFERENCE, &keys::reference_bytes(reference))
             .build();
         // SAFETY: a terminated array alive during the call.
         Ok(unsafe { object_cb(object.as_ptr(), object_arg) })

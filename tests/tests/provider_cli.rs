@@ -61,7 +61,23 @@ fn store_uris_in_every_spelling() {
 #[test]
 fn declared_abi_matches_the_headers_of_openssl_3_and_4() {
     let lab = lab();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/provider_abi.c");
+    // A C program that prints, from the real headers, each constant the Rust side declares.
+    let mut src = String::from(
+        "#include <openssl/core.h>\n#include <openssl/core_dispatch.h>\n\
+         #include <openssl/core_names.h>\n#include <openssl/core_object.h>\n\
+         #include <openssl/rsa.h>\n#include <openssl/store.h>\n#include <stdio.h>\n\
+         int main(void)\n{\n",
+    );
+    for (name, _) in akv::abi::CHECKED {
+        src.push_str(&format!(
+            "    printf(\"%s %ld\\n\", \"{name}\", (long)({name}));\n"
+        ));
+    }
+    for (name, _) in akv::abi::names::CHECKED {
+        src.push_str(&format!("    printf(\"%s %s\\n\", \"{name}\", {name});\n"));
+    }
+    src.push_str("    return 0;\n}\n");
+    let src_path = lab.write("provider_abi.c", src.as_bytes());
     let four = openssl4().join("include");
     for (tag, include) in [("v3", None), ("v4", Some(four))] {
         let bin = lab.path(&format!("provider_abi_{tag}"));
@@ -69,10 +85,10 @@ fn declared_abi_matches_the_headers_of_openssl_3_and_4() {
         if let Some(dir) = &include {
             cc.arg("-I").arg(dir);
         }
-        let out = cc.args(["-o", &bin]).arg(&src).output().expect("cc runs");
+        let out = cc.args(["-o", &bin, &src_path]).output().expect("cc runs");
         assert!(
             out.status.success(),
-            "{}",
+            "{tag}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let printed = std::process::Command::new(&bin).output().unwrap();
@@ -93,11 +109,6 @@ fn declared_abi_matches_the_headers_of_openssl_3_and_4() {
                 "{tag}: {name}"
             );
         }
-        assert_eq!(
-            header.len(),
-            akv::abi::CHECKED.len() + akv::abi::names::CHECKED.len(),
-            "the C program prints exactly what the Rust side declares"
-        );
     }
 }
 
