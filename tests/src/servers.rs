@@ -194,6 +194,73 @@ impl Drop for Nginx {
     }
 }
 
+/// HAProxy in the foreground (`-db`), master-worker with `-W`, stopped when dropped.
+pub struct Haproxy {
+    child: Option<Child>,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// What it printed (stderr), for failure messages.
+    pub log: PathBuf,
+}
+
+impl Haproxy {
+    /// Starts HAProxy with `config` (a whole configuration); returns once `port` answers.
+    pub fn start(lab: &Lab, name: &str, config: &str, port: u16, master_worker: bool) -> Haproxy {
+        let cfg = PathBuf::from(lab.write(&format!("{name}.cfg"), config.as_bytes()));
+        let log = PathBuf::from(lab.path(&format!("{name}.log")));
+        let mut command = lab.command("haproxy");
+        command.arg("-db").arg("-f").arg(&cfg);
+        if master_worker {
+            command.arg("-W");
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("haproxy log"))
+            .spawn()
+            .expect("haproxy runs (scripts/test.sh installs it)");
+        let mut haproxy = Haproxy {
+            child: Some(child),
+            config: cfg,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return haproxy;
+            }
+            if let Some(Ok(Some(status))) = haproxy.child.as_mut().map(|c| c.try_wait()) {
+                panic!("haproxy exited ({status}):\n{}", haproxy.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("haproxy did not listen on {port}:\n{}", haproxy.output());
+    }
+
+    /// Sends a signal to the (master) process (`USR2` reloads in master-worker mode).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// What it printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The outcome of a load run.
 #[derive(Debug, Default)]
 pub struct LoadReport {

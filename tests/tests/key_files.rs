@@ -6,7 +6,7 @@ use std::path::Path;
 
 use akv_tests::frontends::{FrontEnd, OpenSsl};
 use akv_tests::lab::Lab;
-use akv_tests::servers::{Nginx, TestCa, handshakes};
+use akv_tests::servers::{Haproxy, Nginx, TestCa, handshakes};
 use akv_tests::support::{TempDir, free_port, provider_dir};
 
 fn providers() -> Vec<FrontEnd> {
@@ -178,4 +178,69 @@ fn nginx_serves_with_only_a_reference_file() {
         "every handshake signed in the vault: {:?}",
         lab.emulator().stats()
     );
+}
+
+/// HAProxy 2.6 (Debian 12), which reads keys only from PEM files: `crt` holds the
+/// certificate and the reference, nothing secret. 4 threads, 1,000 full handshakes per key
+/// (TLS 1.3 and 1.2 alternating, verified by the client), then master-worker mode with a
+/// reload (a new worker, forked, serves with the same reference).
+#[test]
+fn haproxy_serves_with_only_a_reference_file() {
+    let dir = TempDir::new("key-files-haproxy");
+    let mut lab = Lab::start(
+        dir.path(),
+        &[("p256", "p256"), ("rsa2048", "rsa2048")],
+        |_| {},
+    );
+    let cnf = provider_cnf(&lab, dir.path());
+    let ca = TestCa::new(&lab);
+    let mut binds = String::new();
+    let mut ports = Vec::new();
+    for name in ["p256", "rsa2048"] {
+        let crt = ca.issue(&lab, name, &format!("localhost-{name}"), false);
+        let reference = akv_frontend::keyref::to_pem(&format!("vault:myvault:{name}"));
+        let bundle = format!("{}{reference}", std::fs::read_to_string(&crt).unwrap());
+        let pem = lab.write(&format!("haproxy-{name}.pem"), bundle.as_bytes());
+        let port = free_port();
+        binds.push_str(&format!("    bind 127.0.0.1:{port} ssl crt {pem}\n"));
+        ports.push((name, port));
+    }
+    let config = format!(
+        "global\n    nbthread 4\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 10s\n    timeout server 10s\n\
+         frontend fe\n{binds}    http-request return status 200 content-type text/plain string \"hello from haproxy\"\n"
+    );
+    lab.set_env("OPENSSL_CONF", &cnf);
+    let check = |haproxy: &Haproxy, total: usize| {
+        for (name, port) in &ports {
+            let report = handshakes(*port, Path::new(&ca.cert), total, 8);
+            assert_eq!(
+                (report.ok, report.failed),
+                (total, 0),
+                "{name}: {:?}\n{}",
+                report.errors,
+                haproxy.output()
+            );
+        }
+    };
+    {
+        let haproxy = Haproxy::start(&lab, "haproxy", &config, ports[0].1, false);
+        lab.emulator().reset_stats();
+        check(&haproxy, 1000);
+        let stats = lab.emulator().stats();
+        assert!(
+            stats.route("sign") >= 2000,
+            "every handshake signed in the vault: {stats:?}"
+        );
+        assert!(
+            stats.token_requests <= 1,
+            "one token for 2,000 handshakes: {stats:?}"
+        );
+    }
+    // Master-worker mode: the worker is forked from the master that read the files; a reload
+    // forks a new one.
+    let haproxy = Haproxy::start(&lab, "haproxy-mw", &config, ports[0].1, true);
+    check(&haproxy, 40);
+    haproxy.signal("USR2");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    check(&haproxy, 40);
 }
