@@ -11,7 +11,6 @@
 //! reuses a parent's connections after a fork, or puts a token into a log line or an error.
 
 pub mod failure;
-pub mod keyref;
 pub mod log;
 pub mod remote;
 pub mod runtime;

@@ -482,3 +482,23 @@ pub fn token_fetch(data: &[u8], start: Instant) {
     }
     panic!("the token fetch did not finish in 200 steps");
 }
+
+/// A key reference file: reading arbitrary bytes never panics; what it yields writes back to
+/// the same key string; and the name never leads to a host outside the allowed set.
+pub fn key_ref(data: &[u8]) {
+    use crate::key_ref::{from_der, from_pem, to_der, to_pem};
+    for read in [from_pem(data), from_der(data)] {
+        let Ok(key) = read else { continue };
+        assert_eq!(
+            from_pem(to_pem(&key).as_bytes()).as_deref(),
+            Ok(key.as_str())
+        );
+        assert_eq!(from_der(&to_der(&key)).as_deref(), Ok(key.as_str()));
+        if let Ok(id) = KeyId::parse(&key, &policy()) {
+            assert!(
+                host_is_allowed(id.endpoint().host(), id.endpoint().port()),
+                "{key:?} names a host outside the allowed set"
+            );
+        }
+    }
+}

@@ -67,6 +67,7 @@ mod ecdsa_der;
 pub mod fuzzing;
 mod key_id;
 mod key_id_error;
+pub mod key_ref;
 mod names;
 mod request;
 mod response;

@@ -1,4 +1,4 @@
-//! Key reference files (see `akv_frontend::keyref`): a DECODER that reads the PEM block into
+//! Key reference files (see `akv_proto::key_ref`): a DECODER that reads the PEM block into
 //! the same key object as the store, so every program that reads a PEM key file (HAProxy,
 //! Apache, nginx, Python's `ssl`) can use a vault key with no change; and an ENCODER that
 //! writes the block when OpenSSL is asked to write one of our private keys (`openssl pkey
@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use akv_frontend::failure::Failure;
-use akv_frontend::keyref;
 use akv_frontend::remote::{KeyKind, VaultKey};
+use akv_proto::key_ref as keyref;
 
 use crate::abi::{
     DISPATCH_END, OSSL_DISPATCH, OSSL_FUNC_DECODER_DECODE, OSSL_FUNC_DECODER_DOES_SELECTION,
@@ -98,7 +98,8 @@ fn decode(
     if !keyref::is_reference(&text) {
         return Ok(1);
     }
-    let named = keyref::from_pem(&text)?;
+    let named = keyref::from_pem(&text)
+        .map_err(|e| Failure::new(akv_frontend::failure::Reason::InvalidKeyId, e.to_string()))?;
     let key = load_recent(&named)?;
     let kind = match key.kind {
         KeyKind::Rsa { .. } => "RSA",

@@ -90,11 +90,11 @@ fn python_reads_references_and_refuses_foreign_hosts() {
     let crt = ca.issue(&lab, "p256", "localhost-p256", false);
     let good = lab.write(
         "good.ref.pem",
-        akv_frontend::keyref::to_pem("vault:myvault:p256").as_bytes(),
+        akv_proto::key_ref::to_pem("vault:myvault:p256").as_bytes(),
     );
     let foreign = lab.write(
         "foreign.ref.pem",
-        akv_frontend::keyref::to_pem("https://evil.example/keys/k").as_bytes(),
+        akv_proto::key_ref::to_pem("https://evil.example/keys/k").as_bytes(),
     );
     let log = lab.path("akv.log");
     lab.set_env("OPENSSL_CONF", &cnf);
@@ -153,7 +153,7 @@ fn nginx_serves_with_only_a_reference_file() {
         let crt = ca.issue(&lab, name, &format!("localhost-{name}"), false);
         let reference = lab.write(
             &format!("{name}.ref.pem"),
-            akv_frontend::keyref::to_pem(&format!("vault:myvault:{name}")).as_bytes(),
+            akv_proto::key_ref::to_pem(&format!("vault:myvault:{name}")).as_bytes(),
         );
         let port = free_port();
         servers.push_str(&format!(
@@ -198,7 +198,7 @@ fn haproxy_serves_with_only_a_reference_file() {
     let mut ports = Vec::new();
     for name in ["p256", "rsa2048"] {
         let crt = ca.issue(&lab, name, &format!("localhost-{name}"), false);
-        let reference = akv_frontend::keyref::to_pem(&format!("vault:myvault:{name}"));
+        let reference = akv_proto::key_ref::to_pem(&format!("vault:myvault:{name}"));
         let bundle = format!("{}{reference}", std::fs::read_to_string(&crt).unwrap());
         let pem = lab.write(&format!("haproxy-{name}.pem"), bundle.as_bytes());
         let port = free_port();
