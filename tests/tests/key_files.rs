@@ -79,8 +79,8 @@ fn references_are_written_and_read_on_both_versions() {
 }
 
 /// A program that reads key files (Python's `ssl`, through `SSL_CTX_use_PrivateKey_file`)
-/// loads a reference, and refuses one that names a host outside the allowed set before any
-/// request, saying why in the log.
+/// loads a reference and serves TLS with it, and refuses a reference that names a host
+/// outside the allowed set before any request, saying why in the log.
 #[test]
 fn python_reads_references_and_refuses_foreign_hosts() {
     let dir = TempDir::new("key-files-python");
@@ -116,6 +116,36 @@ fn python_reads_references_and_refuses_foreign_hosts() {
     assert!(run(&foreign).starts_with("refused"));
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(logged.contains("not in the allowed hosts"), "log: {logged}");
+
+    // And serves: a TLS server in Python with the reference, 20 handshakes (TLS 1.3 and 1.2)
+    // checked by a verifying client.
+    let port = free_port();
+    let server = "import socket, ssl, sys\n\
+                  ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+                  ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n\
+                  s = socket.create_server(('127.0.0.1', int(sys.argv[3])))\n\
+                  for _ in range(int(sys.argv[4])):\n\
+                  \x20   conn, _ = s.accept()\n\
+                  \x20   try:\n\
+                  \x20       with ctx.wrap_socket(conn, server_side=True) as tls:\n\
+                  \x20           tls.recv(4096)\n\
+                  \x20           tls.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\nConnection: close\\r\\n\\r\\nok\\n')\n\
+                  \x20   except (ssl.SSLError, OSError):\n\
+                  \x20       pass\n";
+    let mut child = lab
+        .command("python3")
+        .args(["-c", server, &crt, &good, &port.to_string(), "21"])
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "the Python server did not start");
+    let report = handshakes(port, Path::new(&ca.cert), 20, 1);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((report.ok, report.failed), (20, 0), "{:?}", report.errors);
 }
 
 /// An openssl.cnf that activates the default provider, then akv from `dir`'s providers.
@@ -243,4 +273,57 @@ fn haproxy_serves_with_only_a_reference_file() {
     haproxy.signal("USR2");
     std::thread::sleep(std::time::Duration::from_secs(2));
     check(&haproxy, 40);
+}
+
+/// curl (Debian 12, 7.88) as a client with `--key` pointing at a reference file: mutual TLS
+/// against nginx that requires a client certificate (served itself from a reference file).
+#[test]
+fn curl_uses_a_reference_file_for_its_client_key() {
+    let dir = TempDir::new("key-files-curl");
+    let mut lab = Lab::start(
+        dir.path(),
+        &[("rsa2048", "rsa2048"), ("p256", "p256")],
+        |_| {},
+    );
+    let cnf = provider_cnf(&lab, dir.path());
+    let ca = TestCa::new(&lab);
+    let server_crt = ca.issue(&lab, "rsa2048", "localhost", false);
+    let client_crt = ca.issue(&lab, "p256", "vault-client", true);
+    let server_key = lab.write(
+        "server.ref.pem",
+        akv_proto::key_ref::to_pem("vault:myvault:rsa2048").as_bytes(),
+    );
+    let client_key = lab.write(
+        "client.ref.pem",
+        akv_proto::key_ref::to_pem("vault:myvault:p256").as_bytes(),
+    );
+    let port = free_port();
+    let server = format!(
+        "    server {{\n        listen 127.0.0.1:{port} ssl;\n        ssl_certificate {server_crt};\n        ssl_certificate_key {server_key};\n        ssl_verify_client on;\n        ssl_client_certificate {};\n        location / {{ return 200 \"client $ssl_client_s_dn\\n\"; }}\n    }}\n",
+        ca.cert
+    );
+    lab.set_env("OPENSSL_CONF", &cnf);
+    let nginx = Nginx::start(&lab, "nginx-mtls", 1, &server, port);
+    let url = format!("https://localhost:{port}/");
+    let out = lab
+        .command("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &ca.cert,
+            "--cert",
+            &client_crt,
+            "--key",
+            &client_key,
+            &url,
+        ])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("CN=vault-client"),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        nginx.error_log()
+    );
 }
