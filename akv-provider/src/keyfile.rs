@@ -9,19 +9,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use akv_frontend::failure::Failure;
-use akv_frontend::remote::{KeyKind, VaultKey};
+use akv_frontend::remote::VaultKey;
 use akv_proto::key_ref as keyref;
 
 use crate::abi::{
     DISPATCH_END, OSSL_DISPATCH, OSSL_FUNC_DECODER_DECODE, OSSL_FUNC_DECODER_DOES_SELECTION,
     OSSL_FUNC_DECODER_FREECTX, OSSL_FUNC_DECODER_NEWCTX, OSSL_FUNC_ENCODER_DOES_SELECTION,
     OSSL_FUNC_ENCODER_ENCODE, OSSL_FUNC_ENCODER_FREECTX, OSSL_FUNC_ENCODER_NEWCTX,
-    OSSL_KEYMGMT_SELECT_PRIVATE_KEY, OSSL_KEYMGMT_SELECT_PUBLIC_KEY, OSSL_OBJECT_PKEY, OSSL_PARAM,
-    ObjectCallback, PassphraseCallback, entry, names,
+    OSSL_KEYMGMT_SELECT_PRIVATE_KEY, OSSL_KEYMGMT_SELECT_PUBLIC_KEY, OSSL_PARAM, ObjectCallback,
+    PassphraseCallback, entry,
 };
 use crate::core::{self, guard};
 use crate::keys;
-use crate::params;
 
 /// Keys decoded lately, by key string. OpenSSL tries the RSA and the EC decoder in turn on
 /// one file; the second finds the key here instead of fetching it again.
@@ -98,24 +97,16 @@ fn decode(
     if !keyref::is_reference(&text) {
         return Ok(1);
     }
+    crate::check_config()?;
     let named = keyref::from_pem(&text)
         .map_err(|e| Failure::new(akv_frontend::failure::Reason::InvalidKeyId, e.to_string()))?;
     let key = load_recent(&named)?;
-    let kind = match key.kind {
-        KeyKind::Rsa { .. } => "RSA",
-        KeyKind::Ec { .. } => "EC",
-    };
     let Some(data_cb) = data_cb else { return Ok(0) };
     end_old_references();
-    let reference = keys::lend(key.clone());
+    let (object, reference) = keys::lend_as_object(key);
     LENT.lock()
         .unwrap_or_else(|p| p.into_inner())
         .push((reference, Instant::now()));
-    let object = params::Builder::default()
-        .int(names::OBJECT_TYPE, OSSL_OBJECT_PKEY)
-        .utf8(names::OBJECT_DATA_TYPE, kind)
-        .octets(names::OBJECT_REFERENCE, &keys::reference_bytes(reference))
-        .build();
     // SAFETY: a terminated array alive during the call.
     Ok(unsafe { data_cb(object.as_ptr(), data_arg) })
 }

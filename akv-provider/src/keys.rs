@@ -4,7 +4,7 @@
 //! otherwise hand the key to the default provider and fail there with "missing private key".
 
 use std::collections::HashMap;
-use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,9 +18,10 @@ use crate::abi::{
     OSSL_FUNC_KEYMGMT_FREE, OSSL_FUNC_KEYMGMT_GET_PARAMS, OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS,
     OSSL_FUNC_KEYMGMT_HAS, OSSL_FUNC_KEYMGMT_LOAD, OSSL_FUNC_KEYMGMT_MATCH,
     OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, OSSL_KEYMGMT_SELECT_ALL_PARAMETERS,
-    OSSL_KEYMGMT_SELECT_PRIVATE_KEY, OSSL_KEYMGMT_SELECT_PUBLIC_KEY, OSSL_OP_ASYM_CIPHER,
-    OSSL_OP_SIGNATURE, OSSL_PARAM, OSSL_PARAM_INTEGER, OSSL_PARAM_OCTET_STRING,
-    OSSL_PARAM_UNSIGNED_INTEGER, OSSL_PARAM_UTF8_STRING, ObjectCallback, names,
+    OSSL_KEYMGMT_SELECT_PRIVATE_KEY, OSSL_KEYMGMT_SELECT_PUBLIC_KEY, OSSL_OBJECT_PKEY,
+    OSSL_OP_ASYM_CIPHER, OSSL_OP_SIGNATURE, OSSL_PARAM, OSSL_PARAM_INTEGER,
+    OSSL_PARAM_OCTET_STRING, OSSL_PARAM_UNSIGNED_INTEGER, OSSL_PARAM_UTF8_STRING, ObjectCallback,
+    names,
 };
 use crate::core::guard;
 use crate::params::{self, END, template};
@@ -479,12 +480,26 @@ pub static RSA_KEYMGMT: [OSSL_DISPATCH; 10] =
 pub static EC_KEYMGMT: [OSSL_DISPATCH; 10] =
     keymgmt_table!(ec_export_types, ec_gettable, ec_operation_name);
 
-/// The data type the store names for a key (the KEYMGMT algorithm name).
-pub fn data_type(kind: KeyKind) -> &'static CStr {
+/// The data type a key is announced with (the KEYMGMT algorithm name).
+pub fn data_type(kind: KeyKind) -> &'static str {
     match kind {
-        KeyKind::Rsa { .. } => c"RSA",
-        KeyKind::Ec { .. } => c"EC",
+        KeyKind::Rsa { .. } => "RSA",
+        KeyKind::Ec { .. } => "EC",
     }
+}
+
+/// Lends `key` to OpenSSL and describes it as the object the store and the decoder hand
+/// over: a private key of its type, by reference, for this provider's KEYMGMT to load.
+/// Returns the parameters and the reference (to end it when it is no longer needed).
+pub fn lend_as_object(key: Arc<VaultKey>) -> (params::Built, u64) {
+    let kind = key.kind;
+    let reference = lend(key);
+    let object = params::Builder::default()
+        .int(names::OBJECT_TYPE, OSSL_OBJECT_PKEY)
+        .utf8(names::OBJECT_DATA_TYPE, data_type(kind))
+        .octets(names::OBJECT_REFERENCE, &reference_bytes(reference))
+        .build();
+    (object, reference)
 }
 
 #[cfg(test)]

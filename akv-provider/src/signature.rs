@@ -26,11 +26,9 @@ use crate::core::guard;
 use crate::params::{self, END, template};
 use crate::{der, keys};
 
-/// A digest being computed for `digest_sign`.
+/// A digest being computed for `digest_sign` (ring: the provider links no libcrypto).
 #[derive(Clone)]
-enum Hasher {
-    Ring(ring::digest::Context),
-}
+struct Hasher(ring::digest::Context);
 
 impl Hasher {
     fn new(digest: Digest) -> Result<Hasher, Failure> {
@@ -48,20 +46,16 @@ impl Hasher {
                 ));
             }
         };
-        Ok(Hasher::Ring(ring::digest::Context::new(algorithm)))
+        Ok(Hasher(ring::digest::Context::new(algorithm)))
     }
 
     fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Ring(c) => c.update(data),
-        }
+        self.0.update(data);
     }
 
     /// The digest so far; the hasher can go on (OpenSSL may finalise a copy).
     fn peek(&self) -> Vec<u8> {
-        match self {
-            Hasher::Ring(c) => c.clone().finish().as_ref().to_vec(),
-        }
+        self.0.clone().finish().as_ref().to_vec()
     }
 }
 
@@ -196,9 +190,8 @@ impl SigCtx {
     fn sign_digest(&self, digest_bytes: &[u8]) -> Result<Vec<u8>, Failure> {
         let key = self.key()?;
         match key.kind {
-            KeyKind::Ec { curve } => {
-                let (raw, curve) = akv_frontend::remote::sign_ecdsa(key, digest_bytes)
-                    .map(|(raw, _)| (raw, curve))?;
+            KeyKind::Ec { .. } => {
+                let (raw, curve) = akv_frontend::remote::sign_ecdsa(key, digest_bytes)?;
                 akv_proto::ecdsa_raw_to_der(curve, &raw)
                     .map_err(|e| Failure::new(Reason::Sign, e.to_string()))
             }

@@ -7,13 +7,12 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
 use akv_frontend::failure::{Failure, Reason};
-use akv_frontend::remote::VaultKey;
 
 use crate::abi::{
     DISPATCH_END, OSSL_DISPATCH, OSSL_FUNC_STORE_CLOSE, OSSL_FUNC_STORE_EOF, OSSL_FUNC_STORE_LOAD,
     OSSL_FUNC_STORE_OPEN, OSSL_FUNC_STORE_SET_CTX_PARAMS, OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS,
-    OSSL_OBJECT_PKEY, OSSL_PARAM, OSSL_PARAM_INTEGER, OSSL_STORE_INFO_PKEY, OSSL_STORE_INFO_PUBKEY,
-    ObjectCallback, PassphraseCallback, entry, names,
+    OSSL_PARAM, OSSL_PARAM_INTEGER, OSSL_STORE_INFO_PKEY, OSSL_STORE_INFO_PUBKEY, ObjectCallback,
+    PassphraseCallback, entry, names,
 };
 use crate::core::guard;
 use crate::keys;
@@ -27,10 +26,8 @@ struct StoreCtx {
     expect: c_int,
     /// Whether the one object was given (or cannot be).
     done: bool,
-    /// References lent to OpenSSL for this store, ended at close.
+    /// References lent to OpenSSL for this store (each keeps its key alive), ended at close.
     lent: Vec<u64>,
-    /// The loaded key, kept for as long as the references may be used.
-    key: Option<Arc<VaultKey>>,
 }
 
 unsafe extern "C" fn open(_provctx: *mut c_void, uri: *const c_char) -> *mut c_void {
@@ -44,7 +41,6 @@ unsafe extern "C" fn open(_provctx: *mut c_void, uri: *const c_char) -> *mut c_v
             expect: 0,
             done: false,
             lent: Vec::new(),
-            key: None,
         })) as *mut c_void)
     })
 }
@@ -98,17 +94,8 @@ unsafe extern "C" fn load(
             return Ok(0);
         };
         let key = Arc::new(akv_frontend::remote::load_key(&ctx.key_string)?);
-        let reference = keys::lend(key.clone());
+        let (object, reference) = keys::lend_as_object(key);
         ctx.lent.push(reference);
-        ctx.key = Some(key.clone());
-        let object = params::Builder::default()
-            .int(names::OBJECT_TYPE, OSSL_OBJECT_PKEY)
-            .utf8(
-                names::OBJECT_DATA_TYPE,
-                keys::data_type(key.kind).to_str().unwrap_or("RSA"),
-            )
-            .octets(names::OBJECT_REFERENCE, &keys::reference_bytes(reference))
-            .build();
         // SAFETY: a terminated array alive during the call.
         Ok(unsafe { object_cb(object.as_ptr(), object_arg) })
     })
