@@ -19,6 +19,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::der::tlv;
+
 /// The PEM label.
 pub const LABEL: &str = "AZURE KEY VAULT KEY";
 const BEGIN: &str = "-----BEGIN AZURE KEY VAULT KEY-----";
@@ -88,20 +90,6 @@ pub fn to_der(key_string: &str) -> Vec<u8> {
     let mut content = vec![0x02, 0x01, 0x01];
     content.extend(tlv(0x0c, key_string.as_bytes()));
     tlv(0x30, &content)
-}
-
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n <= 0xff {
-        out.extend([0x81, n as u8]);
-    } else {
-        out.extend([0x82, (n >> 8) as u8, n as u8]);
-    }
-    out.extend_from_slice(content);
-    out
 }
 
 /// Reads one DER element of `tag` at the start of `input`; returns its content and the rest.

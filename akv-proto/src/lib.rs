@@ -61,6 +61,7 @@ pub mod b64;
 mod challenge;
 mod cloud;
 pub mod credential;
+pub mod der;
 mod driver;
 mod ecdsa_der;
 #[cfg(feature = "fuzzing")]

@@ -88,10 +88,7 @@ fn python_reads_references_and_refuses_foreign_hosts() {
     let cnf = provider_cnf(&lab, dir.path());
     let ca = TestCa::new(&lab);
     let crt = ca.issue(&lab, "p256", "localhost-p256", false);
-    let good = lab.write(
-        "good.ref.pem",
-        akv_proto::key_ref::to_pem("vault:myvault:p256").as_bytes(),
-    );
+    let good = reference_file(&lab, "p256");
     let foreign = lab.write(
         "foreign.ref.pem",
         akv_proto::key_ref::to_pem("https://evil.example/keys/k").as_bytes(),
@@ -148,6 +145,14 @@ fn python_reads_references_and_refuses_foreign_hosts() {
     assert_eq!((report.ok, report.failed), (20, 0), "{:?}", report.errors);
 }
 
+/// Writes the reference file for vault key `name` into the lab; returns its path.
+fn reference_file(lab: &Lab, name: &str) -> String {
+    lab.write(
+        &format!("{name}.ref.pem"),
+        akv_proto::key_ref::to_pem(&format!("vault:myvault:{name}")).as_bytes(),
+    )
+}
+
 /// An openssl.cnf that activates the default provider, then akv from `dir`'s providers.
 fn provider_cnf(lab: &Lab, dir: &Path) -> String {
     let providers = provider_dir(dir);
@@ -181,10 +186,7 @@ fn nginx_serves_with_only_a_reference_file() {
     let mut ports = Vec::new();
     for name in ["p256", "rsa2048"] {
         let crt = ca.issue(&lab, name, &format!("localhost-{name}"), false);
-        let reference = lab.write(
-            &format!("{name}.ref.pem"),
-            akv_proto::key_ref::to_pem(&format!("vault:myvault:{name}")).as_bytes(),
-        );
+        let reference = reference_file(&lab, name);
         let port = free_port();
         servers.push_str(&format!(
             "    server {{\n        listen 127.0.0.1:{port} ssl;\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_certificate {crt};\n        ssl_certificate_key {reference};\n        location / {{ return 200 \"hello from nginx, key {name}\\n\"; }}\n    }}\n"
@@ -228,7 +230,7 @@ fn haproxy_serves_with_only_a_reference_file() {
     let mut ports = Vec::new();
     for name in ["p256", "rsa2048"] {
         let crt = ca.issue(&lab, name, &format!("localhost-{name}"), false);
-        let reference = akv_proto::key_ref::to_pem(&format!("vault:myvault:{name}"));
+        let reference = std::fs::read_to_string(reference_file(&lab, name)).unwrap();
         let bundle = format!("{}{reference}", std::fs::read_to_string(&crt).unwrap());
         let pem = lab.write(&format!("haproxy-{name}.pem"), bundle.as_bytes());
         let port = free_port();
@@ -289,14 +291,8 @@ fn curl_uses_a_reference_file_for_its_client_key() {
     let ca = TestCa::new(&lab);
     let server_crt = ca.issue(&lab, "rsa2048", "localhost", false);
     let client_crt = ca.issue(&lab, "p256", "vault-client", true);
-    let server_key = lab.write(
-        "server.ref.pem",
-        akv_proto::key_ref::to_pem("vault:myvault:rsa2048").as_bytes(),
-    );
-    let client_key = lab.write(
-        "client.ref.pem",
-        akv_proto::key_ref::to_pem("vault:myvault:p256").as_bytes(),
-    );
+    let server_key = reference_file(&lab, "rsa2048");
+    let client_key = reference_file(&lab, "p256");
     let port = free_port();
     let server = format!(
         "    server {{\n        listen 127.0.0.1:{port} ssl;\n        ssl_certificate {server_crt};\n        ssl_certificate_key {server_key};\n        ssl_verify_client on;\n        ssl_client_certificate {};\n        location / {{ return 200 \"client $ssl_client_s_dn\\n\"; }}\n    }}\n",
