@@ -323,3 +323,82 @@ fn curl_uses_a_reference_file_for_its_client_key() {
         nginx.error_log()
     );
 }
+
+/// Apache httpd 2.4 (Debian 12) with `SSLCertificateKeyFile` pointing at a reference file:
+/// mod_ssl reads every name but `pkcs11:` as a PEM file, so the decoder serves it. Children
+/// (which sign) run as `nobody` when started as root, forked after the key loads.
+#[test]
+fn apache_serves_with_only_a_reference_file() {
+    let dir = TempDir::new("key-files-apache");
+    let mut lab = Lab::start(
+        dir.path(),
+        &[("p256", "p256"), ("rsa2048", "rsa2048")],
+        |_| {},
+    );
+    let cnf = provider_cnf(&lab, dir.path());
+    let ca = TestCa::new(&lab);
+    // Pages where the unprivileged children can read them.
+    let www = std::env::temp_dir().join(format!("akv-apache-www-{}", std::process::id()));
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello from apache\n").unwrap();
+    for p in [&www, &www.join("index.html")] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let run = lab.path("apache-run");
+    std::fs::create_dir_all(&run).unwrap();
+    let modules = "/usr/lib/apache2/modules";
+    let mut config = format!(
+        "ServerRoot {run}\nServerName localhost\n\
+         LoadModule mpm_event_module {modules}/mod_mpm_event.so\n\
+         LoadModule authz_core_module {modules}/mod_authz_core.so\n\
+         LoadModule dir_module {modules}/mod_dir.so\n\
+         LoadModule socache_shmcb_module {modules}/mod_socache_shmcb.so\n\
+         LoadModule ssl_module {modules}/mod_ssl.so\n\
+         PidFile {run}/httpd.pid\nErrorLog {run}/error.log\nLogLevel info\n\
+         DefaultRuntimeDir {run}\nUser nobody\nGroup nogroup\n\
+         DocumentRoot {www}\nDirectoryIndex index.html\n\
+         <Directory {www}>\n    Require all granted\n</Directory>\nSSLSessionCache none\n",
+        www = www.display()
+    );
+    let mut ports = Vec::new();
+    for name in ["p256", "rsa2048"] {
+        let crt = ca.issue(&lab, name, &format!("localhost-{name}"), false);
+        let reference = reference_file(&lab, name);
+        let port = free_port();
+        config.push_str(&format!(
+            "Listen 127.0.0.1:{port}\n<VirtualHost 127.0.0.1:{port}>\n    SSLEngine on\n    SSLCertificateFile {crt}\n    SSLCertificateKeyFile {reference}\n</VirtualHost>\n"
+        ));
+        ports.push((name, port));
+    }
+    let conf = lab.write("httpd.conf", config.as_bytes());
+    lab.set_env("OPENSSL_CONF", &cnf);
+    let mut apache = lab
+        .command("/usr/sbin/apache2")
+        .args(["-f", &conf, "-DFOREGROUND"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("apache2 runs (scripts/test.sh installs it)");
+    let log = || std::fs::read_to_string(format!("{run}/error.log")).unwrap_or_default();
+    let up = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", ports[1].1)).is_ok()
+    });
+    let mut results = Vec::new();
+    if up {
+        for (name, port) in &ports {
+            let report = handshakes(*port, Path::new(&ca.cert), 40, 4);
+            results.push((name, report.ok, report.failed, report.errors));
+        }
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &apache.id().to_string()])
+        .status();
+    let _ = apache.wait();
+    let _ = std::fs::remove_dir_all(&www);
+    assert!(up, "apache did not start:\n{}", log());
+    for (name, ok, failed, errors) in results {
+        assert_eq!((ok, failed), (40, 0), "{name}: {errors:?}\n{}", log());
+    }
+}
