@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use akv_tests::emulator::Faults;
 use akv_tests::frontends::{FrontEnd, OpenSsl};
 use akv_tests::lab::Lab;
 use akv_tests::servers::{Haproxy, Nginx, TestCa, handshakes};
@@ -401,4 +402,82 @@ fn apache_serves_with_only_a_reference_file() {
     for (name, ok, failed, errors) in results {
         assert_eq!((ok, failed), (40, 0), "{name}: {errors:?}\n{}", log());
     }
+}
+
+/// HAProxy with a reference file under faults: throttling and 503s injected while it serves
+/// (all handshakes succeed, the retries absorb them), the vault stopped (handshakes fail
+/// cleanly, HAProxy stays up), the vault back with none of the old tokens (serving again,
+/// no restart).
+#[test]
+fn haproxy_rides_out_throttling_and_recovers_from_an_outage() {
+    let dir = TempDir::new("key-files-haproxy-faults");
+    let mut lab = Lab::start(dir.path(), &[("p256", "p256")], |_| {});
+    lab.set_env("AKV_BUDGET_MS", "4000");
+    let log = lab.path("akv.log");
+    lab.set_env("AKV_LOG_LEVEL", "error");
+    lab.set_env("AKV_LOG_FILE", &log);
+    let cnf = provider_cnf(&lab, dir.path());
+    let ca = TestCa::new(&lab);
+    let crt = ca.issue(&lab, "p256", "localhost-faults", false);
+    let bundle = format!(
+        "{}{}",
+        std::fs::read_to_string(&crt).unwrap(),
+        std::fs::read_to_string(reference_file(&lab, "p256")).unwrap()
+    );
+    let pem = lab.write("haproxy-faults.pem", bundle.as_bytes());
+    let port = free_port();
+    let config = format!(
+        "global\n    nbthread 4\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 10s\n    timeout server 10s\n\
+         frontend fe\n    bind 127.0.0.1:{port} ssl crt {pem}\n    http-request return status 200 content-type text/plain string \"ok\"\n"
+    );
+    lab.set_env("OPENSSL_CONF", &cnf);
+    let haproxy = Haproxy::start(&lab, "haproxy-faults", &config, port, false);
+
+    lab.emulator().set_faults(Faults {
+        throttle_every: 7,
+        throttle_retry_after: Some(1),
+        unavailable_every: 5,
+        ..Faults::default()
+    });
+    let report = handshakes(port, Path::new(&ca.cert), 200, 8);
+    // One fault in three requests: a signature whose four attempts all meet one gives up
+    // (the retry policy's limit), which 4 threads x 8 clients make happen now and then.
+    // Those handshakes must fail cleanly (an alert), and stay rare.
+    let detail = || {
+        format!(
+            "{report:?}\n{}\n{}",
+            haproxy.output(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
+    assert!(report.failed <= 4, "{}", detail());
+    assert!(
+        report.errors.iter().all(|e| e.contains("alert")),
+        "failures are TLS alerts: {}",
+        detail()
+    );
+    let stats = lab.emulator().stats();
+    assert!(
+        stats.faults_injected >= 40,
+        "faults were injected: {stats:?}"
+    );
+    lab.emulator().set_faults(Faults::default());
+
+    let during = lab.outage(|_| {
+        let report = handshakes(port, Path::new(&ca.cert), 4, 2);
+        (report.ok, report.failed)
+    });
+    assert_eq!(during, (0, 4), "no handshake succeeds without the vault");
+
+    let report = handshakes(port, Path::new(&ca.cert), 50, 4);
+    assert_eq!(
+        report.failed,
+        0,
+        "recovered: {report:?}\n{}",
+        haproxy.output()
+    );
+    assert!(
+        lab.emulator().stats().route("unauthorized") >= 1,
+        "old tokens were refused, then refreshed"
+    );
 }
