@@ -33,6 +33,7 @@ impl Level {
 }
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
+static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
 /// The front end's name, at the start of each line.
 static TAG: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
@@ -40,7 +41,6 @@ static TAG: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 pub fn set_tag(tag: &'static str) {
     let _ = TAG.set(tag);
 }
-static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
 
 /// Sets the level and destination (`None` = stderr).
 pub fn configure(level: Level, file: Option<&str>) -> Result<(), String> {
