@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::emulator::Faults;
 use crate::lab::Lab;
 
 /// A CA (its key in a plain file) that certifies vault keys through CSRs made by the engine.
@@ -321,6 +322,43 @@ pub fn one_request(port: u16, config: Arc<rustls::ClientConfig>) -> Result<Strin
     } else {
         Err(format!("unexpected answer: {first:?}"))
     }
+}
+
+/// 200 handshakes (8 threads) on `port` while the vault throttles every 7th request (429,
+/// Retry-After: 1) and answers 503 to every 5th; checks that at least 40 faults were
+/// injected, clears them and returns the report for the caller's own verdict.
+pub fn handshakes_under_faults(lab: &Lab, port: u16, ca: &Path) -> LoadReport {
+    lab.emulator().set_faults(Faults {
+        throttle_every: 7,
+        throttle_retry_after: Some(1),
+        unavailable_every: 5,
+        ..Faults::default()
+    });
+    let report = handshakes(port, ca, 200, 8);
+    let stats = lab.emulator().stats();
+    lab.emulator().set_faults(Faults::default());
+    assert!(
+        stats.faults_injected >= 40,
+        "faults were injected: {stats:?}"
+    );
+    report
+}
+
+/// The vault stopped: 4 handshakes on `port`, all of which must fail. Then the vault back
+/// with none of the old tokens: 50 handshakes, all of which must succeed after the server
+/// refreshed its token (no restart). `log` explains a failure.
+pub fn outage_then_recovery(lab: &mut Lab, port: u16, ca: &Path, log: impl Fn() -> String) {
+    let during = lab.outage(|_| {
+        let report = handshakes(port, ca, 4, 2);
+        (report.ok, report.failed)
+    });
+    assert_eq!(during, (0, 4), "no handshake succeeds without the vault");
+    let report = handshakes(port, ca, 50, 4);
+    assert_eq!(report.failed, 0, "recovered: {report:?}\n{}", log());
+    assert!(
+        lab.emulator().stats().route("unauthorized") >= 1,
+        "old tokens were refused, then refreshed"
+    );
 }
 
 /// `total` full handshakes from `threads` threads, alternating TLS 1.3 and 1.2.

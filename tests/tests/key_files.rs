@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use akv_tests::emulator::Faults;
 use akv_tests::frontends::{FrontEnd, OpenSsl};
 use akv_tests::lab::Lab;
-use akv_tests::servers::{Haproxy, Nginx, TestCa, handshakes};
+use akv_tests::servers::{
+    Haproxy, Nginx, TestCa, handshakes, handshakes_under_faults, outage_then_recovery,
+};
 use akv_tests::support::{TempDir, free_port, provider_dir};
 
 fn providers() -> Vec<FrontEnd> {
@@ -464,13 +465,8 @@ fn haproxy_rides_out_throttling_and_recovers_from_an_outage() {
     );
     let RefLab { lab, ca, .. } = &mut rl;
 
-    lab.emulator().set_faults(Faults {
-        throttle_every: 7,
-        throttle_retry_after: Some(1),
-        unavailable_every: 5,
-        ..Faults::default()
-    });
-    let report = handshakes(port, Path::new(&ca.cert), 200, 8);
+    let ca = Path::new(&ca.cert);
+    let report = handshakes_under_faults(lab, port, ca);
     // One fault in three requests: a signature whose four attempts all meet one gives up
     // (the retry policy's limit), which 4 threads x 8 clients make happen now and then.
     // Those handshakes must fail cleanly (an alert), and stay rare.
@@ -487,28 +483,5 @@ fn haproxy_rides_out_throttling_and_recovers_from_an_outage() {
         "failures are TLS alerts: {}",
         detail()
     );
-    let stats = lab.emulator().stats();
-    assert!(
-        stats.faults_injected >= 40,
-        "faults were injected: {stats:?}"
-    );
-    lab.emulator().set_faults(Faults::default());
-
-    let during = lab.outage(|_| {
-        let report = handshakes(port, Path::new(&ca.cert), 4, 2);
-        (report.ok, report.failed)
-    });
-    assert_eq!(during, (0, 4), "no handshake succeeds without the vault");
-
-    let report = handshakes(port, Path::new(&ca.cert), 50, 4);
-    assert_eq!(
-        report.failed,
-        0,
-        "recovered: {report:?}\n{}",
-        haproxy.output()
-    );
-    assert!(
-        lab.emulator().stats().route("unauthorized") >= 1,
-        "old tokens were refused, then refreshed"
-    );
+    outage_then_recovery(lab, port, ca, || haproxy.output());
 }
