@@ -114,6 +114,7 @@ OSSL_FUNC_CORE_VSET_ERROR: c_int = 7;
 /// The core's BIO upcalls (for decoders and encoders).
 OSSL_FUNC_BIO_READ_EX: c_int = 42;
 OSSL_FUNC_BIO_WRITE_EX: c_int = 43;
+OSSL_FUNC_BIO_GETS: c_int = 49;
 
 /// Decoders and encoders.
 OSSL_FUNC_DECODER_NEWCTX: c_int = 1;
@@ -210,6 +211,8 @@ pub type CoreBioReadEx = unsafe extern "C" fn(
     len: usize,
     read: *mut usize,
 ) -> c_int;
+pub type CoreBioGets =
+    unsafe extern "C" fn(bio: *mut c_void, buf: *mut c_char, size: c_int) -> c_int;
 pub type CoreBioWriteEx = unsafe extern "C" fn(
     bio: *mut c_void,
     data: *const c_void,
@@ -290,5 +293,7 @@ pub mod names {
         OBJECT_TYPE = c"type", "OSSL_OBJECT_PARAM_TYPE";
         OBJECT_DATA_TYPE = c"data-type", "OSSL_OBJECT_PARAM_DATA_TYPE";
         OBJECT_REFERENCE = c"reference", "OSSL_OBJECT_PARAM_REFERENCE";
+        OBJECT_DATA = c"data", "OSSL_OBJECT_PARAM_DATA";
+        OBJECT_DATA_STRUCTURE = c"data-structure", "OSSL_OBJECT_PARAM_DATA_STRUCTURE";
     }
 }

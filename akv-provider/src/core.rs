@@ -8,10 +8,11 @@ use std::sync::Mutex;
 use akv_frontend::failure::Failure;
 
 use crate::abi::{
-    CoreBioReadEx, CoreBioWriteEx, CoreGetParams, CoreNewError, CoreSetErrorDebug, CoreVsetError,
-    OSSL_DISPATCH, OSSL_FUNC_BIO_READ_EX, OSSL_FUNC_BIO_WRITE_EX, OSSL_FUNC_CORE_GET_PARAMS,
-    OSSL_FUNC_CORE_NEW_ERROR, OSSL_FUNC_CORE_SET_ERROR_DEBUG, OSSL_FUNC_CORE_VSET_ERROR,
-    OSSL_PARAM, OSSL_PARAM_UNMODIFIED, OSSL_PARAM_UTF8_PTR,
+    CoreBioGets, CoreBioReadEx, CoreBioWriteEx, CoreGetParams, CoreNewError, CoreSetErrorDebug,
+    CoreVsetError, OSSL_DISPATCH, OSSL_FUNC_BIO_GETS, OSSL_FUNC_BIO_READ_EX,
+    OSSL_FUNC_BIO_WRITE_EX, OSSL_FUNC_CORE_GET_PARAMS, OSSL_FUNC_CORE_NEW_ERROR,
+    OSSL_FUNC_CORE_SET_ERROR_DEBUG, OSSL_FUNC_CORE_VSET_ERROR, OSSL_PARAM, OSSL_PARAM_UNMODIFIED,
+    OSSL_PARAM_UTF8_PTR,
 };
 use crate::params;
 
@@ -24,6 +25,7 @@ pub struct Core {
     set_error_debug: Option<CoreSetErrorDebug>,
     vset_error: Option<CoreVsetError>,
     bio_read_ex: Option<CoreBioReadEx>,
+    bio_gets: Option<CoreBioGets>,
     bio_write_ex: Option<CoreBioWriteEx>,
 }
 
@@ -47,6 +49,7 @@ impl Core {
             set_error_debug: None,
             vset_error: None,
             bio_read_ex: None,
+            bio_gets: None,
             bio_write_ex: None,
         };
         // SAFETY: the table ends with a zero id; each function has the type its id says.
@@ -65,6 +68,7 @@ impl Core {
                         core.vset_error = f.map(|f| std::mem::transmute(f))
                     }
                     OSSL_FUNC_BIO_READ_EX => core.bio_read_ex = f.map(|f| std::mem::transmute(f)),
+                    OSSL_FUNC_BIO_GETS => core.bio_gets = f.map(|f| std::mem::transmute(f)),
                     OSSL_FUNC_BIO_WRITE_EX => core.bio_write_ex = f.map(|f| std::mem::transmute(f)),
                     _ => {}
                 }
@@ -134,6 +138,32 @@ pub unsafe fn read_bio(bio: *mut c_void, max: usize) -> Result<Option<Vec<u8>>, 
             return Ok(None);
         }
     }
+}
+
+/// Reads the next line of a core BIO (with its newline, if it has one), at most `max` bytes
+/// of it; `None` at the end. Reading a line at a time leaves the rest of a file (the next
+/// PEM block of a bundle) to whoever reads next.
+///
+/// # Safety
+/// `bio` is an `OSSL_CORE_BIO` the core passed for this call.
+pub unsafe fn read_line(bio: *mut c_void, max: usize) -> Result<Option<Vec<u8>>, Failure> {
+    let gets = installed().and_then(|c| c.bio_gets).ok_or_else(|| {
+        Failure::new(
+            akv_frontend::failure::Reason::Internal,
+            "the core gave no BIO line reader",
+        )
+    })?;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 256];
+    while line.len() <= max && line.last() != Some(&b'\n') {
+        // SAFETY: the core's reader with a valid buffer of that size; it NUL-terminates.
+        let got = unsafe { gets(bio, chunk.as_mut_ptr().cast(), chunk.len() as c_int) };
+        let Ok(got @ 1..) = usize::try_from(got) else {
+            break;
+        };
+        line.extend_from_slice(&chunk[..got.min(chunk.len() - 1)]);
+    }
+    Ok((!line.is_empty()).then_some(line))
 }
 
 /// Writes all of `bytes` to a core BIO.

@@ -96,22 +96,27 @@ static SIGNATURES: [OSSL_ALGORITHM; 3] = [
 ];
 const RSA_NAMES: &CStr = c"RSA:rsaEncryption:1.2.840.113549.1.1.1";
 const EC_NAMES: &CStr = c"EC:id-ecPublicKey:1.2.840.10045.2.1";
-/// Reference files are PEM in, key objects out.
-const DECODER_PROPERTIES: &CStr = c"provider=akv,input=pem";
 /// Our private keys written as reference files.
 const ENCODER_PROPERTIES: &CStr = c"provider=akv,output=pem,structure=PrivateKeyInfo";
-static DECODERS: [OSSL_ALGORITHM; 3] = [
+/// Reference files are read in two stages, as OpenSSL reads its own PEM keys (see keyfile).
+static DECODERS: [OSSL_ALGORITHM; 4] = [
+    algorithm_with(
+        c"DER",
+        keyfile::PEM_DECODER_PROPERTIES,
+        &keyfile::PEM_DECODER,
+        c"Azure Key Vault key reference files (PEM to DER)",
+    ),
     algorithm_with(
         RSA_NAMES,
-        DECODER_PROPERTIES,
-        &keyfile::DECODER,
-        c"Azure Key Vault key reference files (RSA keys)",
+        keyfile::DER_DECODER_PROPERTIES,
+        &keyfile::DER_DECODER,
+        c"Azure Key Vault key references (RSA keys)",
     ),
     algorithm_with(
         EC_NAMES,
-        DECODER_PROPERTIES,
-        &keyfile::DECODER,
-        c"Azure Key Vault key reference files (EC keys)",
+        keyfile::DER_DECODER_PROPERTIES,
+        &keyfile::DER_DECODER,
+        c"Azure Key Vault key references (EC keys)",
     ),
     ALGORITHM_END,
 ];
@@ -389,7 +394,8 @@ mod tests {
             &signature::RSA_SIGNATURE[..],
             &signature::ECDSA_SIGNATURE[..],
             &asym_cipher::RSA_ASYM_CIPHER[..],
-            &keyfile::DECODER[..],
+            &keyfile::PEM_DECODER[..],
+            &keyfile::DER_DECODER[..],
             &keyfile::ENCODER[..],
             &store::STORE[..],
         ] {

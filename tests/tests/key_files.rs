@@ -48,13 +48,6 @@ fn references_are_written_and_read_on_both_versions() {
                 "{}: {text}",
                 fe.name()
             );
-            if name != "rsa2048" {
-                // Open in issue 14: the openssl CLI opens `-inkey FILE` through OpenSSL's
-                // file store, which hands an EC key object from our decoder to the default
-                // provider and fails; programs that read key files directly (nginx below,
-                // HAProxy, Python) decode EC references fine.
-                continue;
-            }
             let dgst = lab.digest_file(&format!("{}-{name}-ref", fe.tag()), "sha256");
             let sig = lab.path(&format!("{}-{name}-ref.sig", fe.tag()));
             let mut args = strings(&["-sign", "-inkey", &reference, "-in", &dgst, "-out", &sig]);
@@ -77,6 +70,70 @@ fn references_are_written_and_read_on_both_versions() {
             }
             lab.ok(&verify);
         }
+
+        // A bundle (a certificate, then both references), read through OpenSSL's file store
+        // as `-key FILE` and `storeutl` read files: every block is found, in order.
+        let tag = fe.tag();
+        let p384 = lab.path(&format!("{tag}-p384.ref.pem"));
+        let crt = lab.path(&format!("{tag}-bundle.crt"));
+        let out = fe.run(
+            lab,
+            "req",
+            &strings(&[
+                "-x509",
+                "-new",
+                "-key",
+                &p384,
+                "-subj",
+                "/CN=bundle",
+                "-out",
+                &crt,
+            ]),
+        );
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            fe.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab.ok(&["verify", "-CAfile", &crt, &crt]);
+        let mut bundle = std::fs::read(&crt).unwrap();
+        for name in ["rsa2048", "p384"] {
+            bundle.extend(std::fs::read(lab.path(&format!("{tag}-{name}.ref.pem"))).unwrap());
+        }
+        let bundle = lab.write(&format!("{tag}-bundle.pem"), &bundle);
+        let out = fe.run(lab, "storeutl", &strings(&[&bundle]));
+        let listed = String::from_utf8_lossy(&out.stdout);
+        let found: Vec<&str> = listed
+            .lines()
+            .filter(|l| {
+                l.split_once(": ")
+                    .is_some_and(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect();
+        assert_eq!(
+            found,
+            ["0: Certificate", "1: Pkey", "2: Pkey"],
+            "{}: {listed}",
+            fe.name()
+        );
+
+        // A reference to a host outside the allowed set is refused, and says why.
+        let foreign = lab.write(
+            &format!("{tag}-foreign.ref.pem"),
+            akv_proto::key_ref::to_pem("https://evil.example/keys/k").as_bytes(),
+        );
+        let dgst = lab.digest_file(&format!("{tag}-foreign"), "sha256");
+        let stderr = fe.fails(
+            lab,
+            "pkeyutl",
+            &strings(&["-sign", "-inkey", &foreign, "-in", &dgst]),
+        );
+        assert!(
+            stderr.contains("not in the allowed hosts"),
+            "{}: {stderr}",
+            fe.name()
+        );
     }
 }
 
