@@ -72,3 +72,13 @@ for i in range(8):
     seed("token_fetch", bytes([i, 1, 1, 0, 8] * 6))
 seed("driver", bytes([2, 3, 5, 1, 2, 1, 0, 1, 1, 4, 3, 0, 0, 1, 8]))
 print("seeds written under", corpus)
+
+# Certificate bundles: the recorded one and small variants around the DER check.
+for cert_file in glob.glob(os.path.join(fixtures, "certificates/*.json")):
+    body = open(cert_file, "rb").read()
+    seed("certificate_bundle", body)
+    bundle = json.loads(body)
+    seed("certificate_bundle", json.dumps({"id": bundle["id"], "cer": bundle["cer"]}))
+    seed("certificate_bundle", json.dumps({"id": bundle["id"], "cer": bundle["cer"][:40]}))
+seed("certificate_bundle", '{"id":"i","cer":"MAMCAQE=","attributes":{"enabled":false}}')
+seed("certificate_bundle", '{"id":"i","cer":"AgEB"}')

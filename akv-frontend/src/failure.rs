@@ -30,6 +30,8 @@ pub enum Reason {
     Internal = 108,
     /// The output buffer OpenSSL gave is too small.
     BufferTooSmall = 109,
+    /// The vault has no usable certificate of the name asked for.
+    Certificate = 110,
 }
 
 impl Reason {
@@ -46,11 +48,12 @@ impl Reason {
             Reason::Configuration => c"e_akv configuration failed",
             Reason::Internal => c"internal error in e_akv",
             Reason::BufferTooSmall => c"output buffer too small",
+            Reason::Certificate => c"no usable certificate in Key Vault",
         }
     }
 
     /// Every reason, for the string tables.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::InvalidKeyId,
         Reason::KeyFetch,
         Reason::UnusableKey,
@@ -61,6 +64,7 @@ impl Reason {
         Reason::Configuration,
         Reason::Internal,
         Reason::BufferTooSmall,
+        Reason::Certificate,
     ];
 }
 

@@ -142,6 +142,61 @@ pub fn load_key(text: &str) -> Result<VaultKey, Failure> {
     })
 }
 
+/// The certificate the vault holds under a key's name (a certificate made or imported in
+/// the vault keeps its key under the same name): its DER, or `None` when there is none
+/// (Key Vault answers 404). A Managed HSM keeps no certificates: asking one is an error.
+pub fn load_certificate(text: &str) -> Result<Option<Vec<u8>>, Failure> {
+    let started = std::time::Instant::now();
+    let fetched = with_enough_stack(|| {
+        let runtime = runtime::runtime()?;
+        let key = KeyId::parse(text, &runtime.policy)
+            .map_err(|e| Failure::new(Reason::InvalidKeyId, e.to_string()))?;
+        if key.is_managed_hsm() {
+            return Err(Failure::new(
+                Reason::Certificate,
+                format!(
+                    "{key}: a Managed HSM keeps no certificates; keep the certificate in a file or a Key Vault"
+                ),
+            ));
+        }
+        match runtime.client.get_certificate(&key) {
+            Ok(bundle) => Ok((key, Some(bundle))),
+            Err(akv_proto::Error::Service(e)) if e.status == 404 => Ok((key, None)),
+            Err(e) => Err(Failure::new(
+                Reason::Certificate,
+                format!("certificate of {key}: {e}"),
+            )),
+        }
+    })?;
+    let (key, Some(bundle)) = fetched else {
+        return Ok(None);
+    };
+    // A disabled certificate is refused, as the vault refuses its key. Outside its validity
+    // it is still served, as a certificate file would be (the peers judge it), but said.
+    match bundle.attributes.check_usable(akv_local::unix_now() as i64) {
+        Err(akv_proto::KeyStateError::Disabled) => {
+            return Err(Failure::new(
+                Reason::Certificate,
+                format!(
+                    "certificate of {key}: it is disabled in the vault; enable it (az keyvault certificate set-attributes --enabled true) or name another version"
+                ),
+            ));
+        }
+        Err(other) => log::error(format_args!(
+            "the certificate {} is used although {}",
+            bundle.id,
+            other.to_string().replacen("the key", "it", 1)
+        )),
+        Ok(()) => {}
+    }
+    log::info(format_args!(
+        "loaded the certificate {} in {:?}",
+        bundle.id,
+        started.elapsed()
+    ));
+    Ok(Some(bundle.der))
+}
+
 /// Signs a digest; returns the signature as the vault sends it.
 pub fn sign(key: &KeyId, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, Failure> {
     let started = std::time::Instant::now();

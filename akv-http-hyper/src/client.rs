@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use akv_local::ClientParts;
 use akv_proto::{
-    EncryptAlgorithm, KeyBundle, KeyCall, KeyId, OperationConfig, Output, Poll, SignAlgorithm,
-    TypedCall,
+    CertificateBundle, EncryptAlgorithm, KeyBundle, KeyCall, KeyId, OperationConfig, Output, Poll,
+    SignAlgorithm, TypedCall,
 };
 
 use crate::tokens::TokenProvider;
@@ -55,6 +55,11 @@ impl KeyClient {
     /// Fetches the key's public part and attributes.
     pub async fn get_key(&self, key: &KeyId) -> Result<KeyBundle, ClientError> {
         self.call(key, KeyCall::get_key()).await
+    }
+
+    /// Fetches the certificate of the key's name (Key Vault only).
+    pub async fn get_certificate(&self, key: &KeyId) -> Result<CertificateBundle, ClientError> {
+        self.call(key, KeyCall::get_certificate()).await
     }
 
     /// Signs a digest; returns the signature as Key Vault sends it (raw `r||s` for ECDSA).

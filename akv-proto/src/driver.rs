@@ -23,7 +23,9 @@ use crate::key_id::KeyId;
 use crate::request::{
     ApiVersion, ClientRequestId, HttpRequest, HttpResponse, KeyCall, build_request,
 };
-use crate::response::{KeyBundle, KeyOpResult, ResponseError, ServiceError, parse_verify_result};
+use crate::response::{
+    CertificateBundle, KeyBundle, KeyOpResult, ResponseError, ServiceError, parse_verify_result,
+};
 use crate::retry_after::retry_after;
 use crate::token::{AccessToken, Audience, CredentialError};
 
@@ -167,6 +169,8 @@ impl TransportError {
 pub enum Output {
     /// From [`KeyCall::GetKey`].
     Key(KeyBundle),
+    /// From [`KeyCall::GetCertificate`].
+    Certificate(CertificateBundle),
     /// From sign, encrypt, decrypt, wrap and unwrap.
     Value(KeyOpResult),
     /// From verify.
@@ -178,6 +182,14 @@ impl Output {
     pub fn into_key(self) -> Option<KeyBundle> {
         match self {
             Output::Key(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The certificate bundle, if this is one.
+    pub fn into_certificate(self) -> Option<CertificateBundle> {
+        match self {
+            Output::Certificate(c) => Some(c),
             _ => None,
         }
     }
@@ -482,6 +494,7 @@ impl Operation {
         let body = response.body();
         let parsed = match self.call {
             KeyCall::GetKey => KeyBundle::from_json(body).map(Output::Key),
+            KeyCall::GetCertificate => CertificateBundle::from_json(body).map(Output::Certificate),
             KeyCall::Verify { .. } => parse_verify_result(body).map(Output::Verified),
             _ => KeyOpResult::from_json(body).map(Output::Value),
         };

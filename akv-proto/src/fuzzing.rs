@@ -15,10 +15,10 @@ use crate::credential::{
     TokenFetch, arc_key_path, jwt_expiry, parse_cli_output, parse_token_response,
 };
 use crate::{
-    AccessToken, Audience, BearerChallenge, ClientRequestId, Cloud, Curve, EndpointPolicy,
-    KeyBundle, KeyCall, KeyId, KeyOpResult, Operation, OperationConfig, Poll, PublicKey,
-    ServiceError, SignAlgorithm, TransportError, TransportErrorKind, basic_realm, ecdsa_der_to_raw,
-    ecdsa_raw_to_der, parse_verify_result, parse_www_authenticate, retry_after,
+    AccessToken, Audience, BearerChallenge, CertificateBundle, ClientRequestId, Cloud, Curve,
+    EndpointPolicy, KeyBundle, KeyCall, KeyId, KeyOpResult, Operation, OperationConfig, Poll,
+    PublicKey, ServiceError, SignAlgorithm, TransportError, TransportErrorKind, basic_realm,
+    ecdsa_der_to_raw, ecdsa_raw_to_der, parse_verify_result, parse_www_authenticate, retry_after,
 };
 
 /// Planted in inputs to prove that error messages never quote them.
@@ -85,6 +85,15 @@ pub fn key_bundle(data: &[u8]) {
         }
         let _ = bundle.attributes.check_usable(0);
         let _ = bundle.allows("sign");
+    }
+}
+
+/// Certificate bundles: a parsed one holds a bounded DER SEQUENCE and its attributes.
+pub fn certificate_bundle(data: &[u8]) {
+    if let Ok(c) = CertificateBundle::from_json(data) {
+        assert_eq!(c.der.first(), Some(&0x30));
+        assert!(c.der.len() <= 64 * 1024);
+        let _ = c.attributes.check_usable(0);
     }
 }
 

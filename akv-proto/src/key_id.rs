@@ -554,6 +554,32 @@ impl KeyId {
         Cloud::classify_host(&self.endpoint.host).is_some()
     }
 
+    /// `https://host[:port]/certificates/NAME[/VERSION]`: the certificate of the same name,
+    /// whose key this is when the certificate was made in the vault (a certificate's key and
+    /// its versions share its name).
+    pub fn certificate_url(&self) -> String {
+        match &self.version {
+            Some(v) => format!(
+                "{}/certificates/{}/{}",
+                self.endpoint.origin(),
+                self.name,
+                v
+            ),
+            None => format!("{}/certificates/{}", self.endpoint.origin(), self.name),
+        }
+    }
+
+    /// Whether the key is known to live in a Managed HSM, which keeps no certificates.
+    pub fn is_managed_hsm(&self) -> bool {
+        matches!(
+            self.service,
+            KeyService::Azure {
+                kind: ServiceKind::ManagedHsm,
+                ..
+            }
+        )
+    }
+
     /// `https://host[:port]/keys/NAME[/VERSION]`.
     pub fn url(&self) -> String {
         match &self.version {

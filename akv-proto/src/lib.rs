@@ -102,8 +102,8 @@ pub use request::{
     ApiVersion, ClientRequestId, HttpRequest, HttpResponse, KeyCall, authorize, build_request,
 };
 pub use response::{
-    KeyAttributes, KeyBundle, KeyOpResult, KeyStateError, PublicKey, ResponseError, ServiceError,
-    parse_verify_result,
+    CertificateBundle, KeyAttributes, KeyBundle, KeyOpResult, KeyStateError, PublicKey,
+    ResponseError, ServiceError, parse_verify_result,
 };
 pub use retry_after::{MAX_RETRY_AFTER, retry_after};
 pub use text::shown;

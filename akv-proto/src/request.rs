@@ -76,6 +76,8 @@ impl fmt::Display for ApiVersion {
 pub enum KeyCall {
     /// Fetch the key's public part and attributes.
     GetKey,
+    /// Fetch the certificate of the key's name (Key Vault only; Managed HSM keeps none).
+    GetCertificate,
     /// Sign a digest.
     Sign {
         /// Algorithm.
@@ -127,6 +129,7 @@ impl KeyCall {
     pub fn name(&self) -> &'static str {
         match self {
             KeyCall::GetKey => "get",
+            KeyCall::GetCertificate => "getCertificate",
             KeyCall::Sign { .. } => "sign",
             KeyCall::Verify { .. } => "verify",
             KeyCall::Encrypt { .. } => "encrypt",
@@ -138,7 +141,7 @@ impl KeyCall {
 
     fn body(&self) -> Option<serde_json::Value> {
         Some(match self {
-            KeyCall::GetKey => return None,
+            KeyCall::GetKey | KeyCall::GetCertificate => return None,
             KeyCall::Sign { alg, digest } => {
                 json!({"alg": alg.as_str(), "value": b64::encode(digest)})
             }
@@ -166,6 +169,7 @@ impl fmt::Debug for KeyCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeyCall::GetKey => f.write_str("GetKey"),
+            KeyCall::GetCertificate => f.write_str("GetCertificate"),
             KeyCall::Sign { alg, digest } => {
                 write!(f, "Sign({}, {} bytes)", alg.as_str(), digest.len())
             }
@@ -233,6 +237,7 @@ pub fn build_request(
 ) -> HttpRequest {
     let url = match call {
         KeyCall::GetKey => key.url(),
+        KeyCall::GetCertificate => key.certificate_url(),
         other => format!("{}/{}", key.url(), other.name()),
     };
     let url = format!("{url}?api-version={}", api_version.as_str());
@@ -319,6 +324,29 @@ mod tests {
         );
         assert_eq!(r.uri().path(), "/keys/k/0123456789abcdef0123456789abcdef");
         assert_eq!(r.uri().query(), Some("api-version=7.5"));
+    }
+
+    #[test]
+    fn get_certificate_names_the_certificate_of_the_key() {
+        for (key_string, path) in [
+            ("vault:v12:k", "/certificates/k"),
+            (
+                "vault:v12:k:0123456789abcdef0123456789abcdef",
+                "/certificates/k/0123456789abcdef0123456789abcdef",
+            ),
+        ] {
+            let r = build_request(
+                &key(key_string),
+                &KeyCall::GetCertificate,
+                &ApiVersion::default(),
+                &id(),
+                None,
+            );
+            assert_eq!(r.method(), Method::GET);
+            assert_eq!(r.uri().host(), Some("v12.vault.azure.net"));
+            assert_eq!(r.uri().path(), path);
+            assert!(r.body().is_empty());
+        }
     }
 
     #[test]

@@ -42,6 +42,16 @@ pub enum ResponseError {
         /// The field.
         field: &'static str,
     },
+    /// A field holds something other than what it should.
+    #[error("{what}: field '{field}' holds {detail}")]
+    Invalid {
+        /// What we were parsing.
+        what: &'static str,
+        /// The field.
+        field: &'static str,
+        /// What it holds instead (sizes, never the data).
+        detail: String,
+    },
     /// The public key's numbers do not make a key we can use.
     #[error("the key's public part is invalid: {reason}")]
     InvalidKey {
@@ -83,6 +93,21 @@ pub struct KeyBundle {
     pub key_ops: Vec<String>,
     /// The public key.
     pub public_key: PublicKey,
+    /// Attributes (enabled, validity period, ...).
+    pub attributes: KeyAttributes,
+}
+
+/// A certificate as returned by `GET /certificates/{name}[/{version}]`: the X.509
+/// certificate the vault holds for the key of the same name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateBundle {
+    /// The certificate identifier, with version.
+    pub id: String,
+    /// The identifier of the certificate's key, with version (absent for a certificate
+    /// imported without its key).
+    pub kid: Option<String>,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
     /// Attributes (enabled, validity period, ...).
     pub attributes: KeyAttributes,
 }
@@ -217,6 +242,60 @@ struct RawAttributes {
     recovery_level: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct RawCertificateBundle {
+    id: Option<String>,
+    kid: Option<String>,
+    cer: Option<String>,
+    #[serde(default)]
+    attributes: RawAttributes,
+}
+
+const CERTIFICATE: &str = "certificate bundle";
+
+/// Largest certificate we accept; real ones are a few kilobytes.
+const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
+
+impl CertificateBundle {
+    /// Parses a certificate bundle body. The certificate is only checked to be one DER
+    /// SEQUENCE of a sane size: OpenSSL parses it where it is used.
+    pub fn from_json(body: &[u8]) -> Result<CertificateBundle, ResponseError> {
+        let raw: RawCertificateBundle =
+            serde_json::from_slice(body).map_err(|e| json_error(CERTIFICATE, &e))?;
+        let id = raw.id.ok_or(ResponseError::Missing {
+            what: CERTIFICATE,
+            field: "id",
+        })?;
+        let der = decode_field(CERTIFICATE, "cer", raw.cer.as_deref())?;
+        if der.first() != Some(&0x30) || der.len() > MAX_CERTIFICATE_BYTES {
+            return Err(ResponseError::Invalid {
+                what: CERTIFICATE,
+                field: "cer",
+                detail: format!("{} bytes that are not a DER certificate", der.len()),
+            });
+        }
+        Ok(CertificateBundle {
+            id,
+            kid: raw.kid,
+            der,
+            attributes: raw.attributes.into(),
+        })
+    }
+}
+
+impl From<RawAttributes> for KeyAttributes {
+    fn from(a: RawAttributes) -> KeyAttributes {
+        KeyAttributes {
+            enabled: a.enabled,
+            not_before: a.nbf,
+            expires: a.exp,
+            created: a.created,
+            updated: a.updated,
+            recovery_level: a.recovery_level,
+        }
+    }
+}
+
 const BUNDLE: &str = "key bundle";
 
 /// Largest RSA modulus we accept (Key Vault's largest is 4096 bits).
@@ -239,20 +318,12 @@ impl KeyBundle {
             field: "kty",
         })?;
         let public_key = public_key_from_jwk(&kty, &jwk)?;
-        let a = raw.attributes;
         Ok(KeyBundle {
             kid,
             kty,
             key_ops: jwk.key_ops,
             public_key,
-            attributes: KeyAttributes {
-                enabled: a.enabled,
-                not_before: a.nbf,
-                expires: a.exp,
-                created: a.created,
-                updated: a.updated,
-                recovery_level: a.recovery_level,
-            },
+            attributes: raw.attributes.into(),
         })
     }
 
@@ -498,6 +569,34 @@ impl std::error::Error for ServiceError {}
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn certificate_bundles_refuse_what_is_not_a_certificate() {
+        let ok = br#"{"id":"https://v.vault.azure.net/certificates/c/1","cer":"MAMCAQE="}"#;
+        let c = CertificateBundle::from_json(ok).unwrap();
+        assert_eq!(c.der, [0x30, 3, 2, 1, 1]);
+        assert_eq!(c.kid, None);
+        for (body, says) in [
+            (&br#"{"cer":"MAMCAQE="}"#[..], "field 'id' is missing"),
+            (br#"{"id":"i"}"#, "field 'cer' is missing"),
+            (br#"{"id":"i","cer":"!!"}"#, "not valid base64url"),
+            (
+                br#"{"id":"i","cer":"AgEB"}"#,
+                "3 bytes that are not a DER certificate",
+            ),
+            (
+                br#"{"id":"i","cer":""}"#,
+                "0 bytes that are not a DER certificate",
+            ),
+            (br#"{"id":5,"cer":"MAMCAQE="}"#, "not valid JSON"),
+        ] {
+            let e = CertificateBundle::from_json(body).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        let huge = format!(r#"{{"id":"i","cer":"MII{}"}}"#, "A".repeat(100_000));
+        assert!(CertificateBundle::from_json(huge.as_bytes()).is_err());
+    }
+
     use super::*;
 
     #[test]

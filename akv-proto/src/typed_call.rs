@@ -5,7 +5,7 @@
 use crate::algorithm::{EncryptAlgorithm, SignAlgorithm};
 use crate::driver::{Error, Output};
 use crate::request::KeyCall;
-use crate::response::KeyBundle;
+use crate::response::{CertificateBundle, KeyBundle};
 
 /// A [`KeyCall`] that yields a `T`: [`TypedCall::into_parts`] gives the call to run through
 /// the driver and the reader of its output.
@@ -51,6 +51,14 @@ impl KeyCall {
         TypedCall {
             call: KeyCall::GetKey,
             read: Output::into_key,
+        }
+    }
+
+    /// Fetch the certificate of the key's name.
+    pub fn get_certificate() -> TypedCall<CertificateBundle> {
+        TypedCall {
+            call: KeyCall::GetCertificate,
+            read: Output::into_certificate,
         }
     }
 

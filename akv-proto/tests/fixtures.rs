@@ -177,3 +177,30 @@ fn error_bodies_keep_code_message_and_inner_code() {
     }
     assert!(checked >= 7);
 }
+
+/// Real `GET /certificates/...` responses parse: the certificate, its key's id and the
+/// attributes, with the service's JSON escapes in the base64.
+#[test]
+fn recorded_certificate_bundles() {
+    for path in json_files(&fixtures().join("certificates")) {
+        let body = std::fs::read(&path).unwrap();
+        let c = CertificateBundle::from_json(&body).unwrap();
+        let raw = read_json(&path);
+        assert_eq!(c.id, raw["id"].as_str().unwrap());
+        assert_eq!(c.kid.as_deref(), raw["kid"].as_str());
+        // A DER SEQUENCE whose length header covers exactly the bytes decoded.
+        assert_eq!(&c.der[..2], &[0x30, 0x82]);
+        assert_eq!(
+            c.der.len(),
+            4 + u16::from_be_bytes([c.der[2], c.der[3]]) as usize
+        );
+        assert_eq!(c.attributes.enabled, Some(true));
+        assert!(c.attributes.expires.is_some());
+        // The key id names the same name and version as the certificate id.
+        let tail = |url: &str, kind: &str| url.split_once(kind).unwrap().1.to_string();
+        assert_eq!(
+            tail(&c.id, "/certificates/"),
+            tail(c.kid.as_deref().unwrap(), "/keys/")
+        );
+    }
+}

@@ -183,12 +183,15 @@ OSSL_FUNC_STORE_LOAD: c_int = 5;
 OSSL_FUNC_STORE_EOF: c_int = 6;
 OSSL_FUNC_STORE_CLOSE: c_int = 7;
 
-/// `OSSL_OBJECT_PKEY` (`core_object.h`).
+/// `OSSL_OBJECT_PKEY` / `_CERT` (`core_object.h`).
 OSSL_OBJECT_PKEY: c_int = 2;
+OSSL_OBJECT_CERT: c_int = 3;
 
-/// `OSSL_STORE_INFO_PKEY` / `_PUBKEY` (`store.h`), the expected-type values a store is told.
+/// `OSSL_STORE_INFO_PUBKEY` / `_PKEY` / `_CERT` (`store.h`), the expected-type values a
+/// store is told.
 OSSL_STORE_INFO_PUBKEY: c_int = 3;
 OSSL_STORE_INFO_PKEY: c_int = 4;
+OSSL_STORE_INFO_CERT: c_int = 5;
 
 /// `RSA_PKCS1_PADDING` and friends (`rsa.h`), as pad-mode integers.
 RSA_PKCS1_PADDING: c_int = 1;

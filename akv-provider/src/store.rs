@@ -1,7 +1,9 @@
 //! The STORE loader: `vault:NAME:KEY`, `managedHsm:NAME:KEY`, `akv:...` and Microsoft's
 //! `managedhsm:` spellings, as URIs `OSSL_STORE_open` (so `-key`, `-inkey`, `storeutl` and
 //! nginx's `store:`) accepts. The key is fetched once and its version pinned; OpenSSL gets it
-//! by reference, so the KEYMGMT of this provider loads it without a second fetch.
+//! by reference, so the KEYMGMT of this provider loads it without a second fetch. A name
+//! also gives the certificate the vault holds under it (`-cert vault:...`, `storeutl
+//! -certs`): asked for alone, or after the key when the caller takes anything.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
@@ -11,12 +13,20 @@ use akv_frontend::failure::{Failure, Reason};
 use crate::abi::{
     DISPATCH_END, OSSL_DISPATCH, OSSL_FUNC_STORE_CLOSE, OSSL_FUNC_STORE_EOF, OSSL_FUNC_STORE_LOAD,
     OSSL_FUNC_STORE_OPEN, OSSL_FUNC_STORE_SET_CTX_PARAMS, OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS,
-    OSSL_PARAM, OSSL_PARAM_INTEGER, OSSL_STORE_INFO_PKEY, OSSL_STORE_INFO_PUBKEY, ObjectCallback,
-    PassphraseCallback, entry, names,
+    OSSL_OBJECT_CERT, OSSL_PARAM, OSSL_PARAM_INTEGER, OSSL_STORE_INFO_CERT, OSSL_STORE_INFO_PKEY,
+    OSSL_STORE_INFO_PUBKEY, ObjectCallback, PassphraseCallback, entry, names,
 };
 use crate::core::guard;
 use crate::keys;
 use crate::params::{self, END, template};
+
+/// What a store gives next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Key,
+    Certificate,
+    Nothing,
+}
 
 /// One open URI.
 struct StoreCtx {
@@ -24,8 +34,10 @@ struct StoreCtx {
     key_string: String,
     /// What the caller expects (0: anything).
     expect: c_int,
-    /// Whether the one object was given (or cannot be).
-    done: bool,
+    /// What the next load gives (decided by `expect` at the first load).
+    next: Next,
+    /// Whether a load happened (after which `expect` no longer changes the plan).
+    started: bool,
     /// References lent to OpenSSL for this store (each keeps its key alive), ended at close.
     lent: Vec<u64>,
 }
@@ -39,7 +51,8 @@ unsafe extern "C" fn open(_provctx: *mut c_void, uri: *const c_char) -> *mut c_v
         Ok(Box::into_raw(Box::new(StoreCtx {
             key_string,
             expect: 0,
-            done: false,
+            next: Next::Key,
+            started: false,
             lent: Vec::new(),
         })) as *mut c_void)
     })
@@ -79,32 +92,73 @@ unsafe extern "C" fn load(
         let Some(ctx) = (unsafe { (ctx as *mut StoreCtx).as_mut() }) else {
             return Ok(0);
         };
-        if ctx.done {
-            return Ok(0);
-        }
-        ctx.done = true;
-        if ctx.expect != 0
-            && ctx.expect != OSSL_STORE_INFO_PKEY
-            && ctx.expect != OSSL_STORE_INFO_PUBKEY
-        {
-            // A certificate or CRL was asked for: this store holds keys only.
-            return Ok(0);
+        if !ctx.started {
+            ctx.started = true;
+            ctx.next = match ctx.expect {
+                0 | OSSL_STORE_INFO_PKEY | OSSL_STORE_INFO_PUBKEY => Next::Key,
+                OSSL_STORE_INFO_CERT => Next::Certificate,
+                // Parameters or CRLs: a vault holds none.
+                _ => Next::Nothing,
+            };
         }
         let Some(object_cb) = object_cb else {
+            ctx.next = Next::Nothing;
             return Ok(0);
         };
-        let key = Arc::new(akv_frontend::remote::load_key(&ctx.key_string)?);
-        let (object, reference) = keys::lend_as_object(key);
-        ctx.lent.push(reference);
-        // SAFETY: a terminated array alive during the call.
-        Ok(unsafe { object_cb(object.as_ptr(), object_arg) })
+        match ctx.next {
+            Next::Nothing => Ok(0),
+            Next::Key => {
+                // With nothing expected, the certificate (if any) follows the key; a caller
+                // that has what it wants stops before it is fetched.
+                ctx.next = if ctx.expect == 0 {
+                    Next::Certificate
+                } else {
+                    Next::Nothing
+                };
+                let key = Arc::new(akv_frontend::remote::load_key(&ctx.key_string)?);
+                let (object, reference) = keys::lend_as_object(key);
+                ctx.lent.push(reference);
+                // SAFETY: a terminated array alive during the call.
+                Ok(unsafe { object_cb(object.as_ptr(), object_arg) })
+            }
+            Next::Certificate => {
+                ctx.next = Next::Nothing;
+                let certificate = match akv_frontend::remote::load_certificate(&ctx.key_string) {
+                    Ok(Some(der)) => der,
+                    // Asked for by name: its absence is the answer.
+                    Ok(None) if ctx.expect == OSSL_STORE_INFO_CERT => {
+                        return Err(Failure::new(
+                            Reason::Certificate,
+                            format!(
+                                "{}: the vault holds no certificate of this name",
+                                ctx.key_string
+                            ),
+                        ));
+                    }
+                    Err(e) if ctx.expect == OSSL_STORE_INFO_CERT => return Err(e),
+                    // After the key, a missing or unreadable certificate ends the listing:
+                    // many keys have none, and reading certificates is a permission of its own.
+                    Ok(None) => return Ok(0),
+                    Err(e) => {
+                        akv_frontend::log::info(format_args!("{}", e.message));
+                        return Ok(0);
+                    }
+                };
+                let object = params::Builder::default()
+                    .int(names::OBJECT_TYPE, OSSL_OBJECT_CERT)
+                    .octets(names::OBJECT_DATA, &certificate)
+                    .build();
+                // SAFETY: a terminated array alive during the call.
+                Ok(unsafe { object_cb(object.as_ptr(), object_arg) })
+            }
+        }
     })
 }
 
 unsafe extern "C" fn eof(ctx: *mut c_void) -> c_int {
     // SAFETY: ctx from `open`.
     match unsafe { (ctx as *const StoreCtx).as_ref() } {
-        Some(ctx) => c_int::from(ctx.done),
+        Some(ctx) => c_int::from(ctx.started && ctx.next == Next::Nothing),
         None => 1,
     }
 }

@@ -3,7 +3,8 @@
 //! (built by `scripts/build-openssl.sh`; engines do not exist there).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use crate::lab::Lab;
 use crate::support::{openssl4, provider_dir};
@@ -148,4 +149,63 @@ impl FrontEnd {
         );
         stderr
     }
+
+    /// Runs `openssl s_server -www` on `port` with `args` (the key and certificate, through
+    /// this front end) and waits until it accepts connections.
+    pub fn s_server(&self, lab: &Lab, args: &[String], port: u16) -> Child {
+        let mut child = self
+            .command(lab, "s_server")
+            .args(args)
+            .args(["-accept", &format!("127.0.0.1:{port}"), "-www"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s_server starts");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{}: s_server did not start", self.name());
+    }
+}
+
+/// A TLS handshake by the system's plain `s_client` (`-tls1_3`, `-tls1_2`), checking the
+/// server's certificate against `ca` and the name `localhost`; returns what it printed.
+pub fn s_client(lab: &Lab, port: u16, version: &str, ca: &str, sigalgs: Option<&str>) -> String {
+    let target = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "s_client",
+        "-connect",
+        &target,
+        version,
+        "-CAfile",
+        ca,
+        "-verify_return_error",
+        "-verify_hostname",
+        "localhost",
+        "-servername",
+        "localhost",
+    ];
+    if let Some(s) = sigalgs {
+        args.extend(["-sigalgs", s]);
+    }
+    let mut child = lab
+        .command("openssl")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("s_client starts");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("s_client ends");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

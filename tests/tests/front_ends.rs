@@ -4,11 +4,10 @@
 //! plain OpenSSL with the public key the emulator exported.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
 use akv_tests::emulator::{Fault, Faults};
-use akv_tests::frontends::FrontEnd;
+use akv_tests::frontends::{FrontEnd, s_client};
 use akv_tests::lab::Lab;
 use akv_tests::support::{TempDir, compile_c_against, free_port, provider_dir};
 
@@ -436,8 +435,8 @@ fn cms_sign_and_decrypt() {
     }
 }
 
-/// Runs `s_server` with a key (a vault key through the front end, or a local file) and waits
-/// until it accepts connections.
+/// Runs `s_server` with a key (a vault key through the front end, or a local file) and the
+/// certificate `crt`.
 fn s_server(
     fe: &FrontEnd,
     lab: &Lab,
@@ -445,63 +444,9 @@ fn s_server(
     crt: &str,
     port: u16,
 ) -> std::process::Child {
-    let mut child = fe
-        .command(lab, "s_server")
-        .args(key_args)
-        .args([
-            "-cert",
-            crt,
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-            "-www",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("{}: s_server did not start", fe.name());
-}
-
-/// A TLS handshake by the system's plain `s_client`; returns what it printed.
-fn handshake(lab: &Lab, port: u16, version: &str, crt: &str, sigalgs: Option<&str>) -> String {
-    let target = format!("127.0.0.1:{port}");
-    let mut args = vec![
-        "s_client",
-        "-connect",
-        &target,
-        version,
-        "-CAfile",
-        crt,
-        "-verify_return_error",
-        "-servername",
-        "localhost",
-    ];
-    if let Some(s) = sigalgs {
-        args.extend(["-sigalgs", s]);
-    }
-    let mut child = lab
-        .command("openssl")
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let mut args = key_args;
+    args.extend(strings(&["-cert", crt]));
+    fe.s_server(lab, &args, port)
 }
 
 #[test]
@@ -523,7 +468,7 @@ fn tls_handshakes_with_s_server() {
                 cases.push(("-tls1_2", "TLSv1.2", Some("RSA+SHA256"))); // PKCS#1 v1.5 in TLS 1.2
             }
             for (version, proto, sigalgs) in cases {
-                let text = handshake(lab, port, version, &crt, sigalgs);
+                let text = s_client(lab, port, version, &crt, sigalgs);
                 assert!(
                     text.contains("Verification: OK") && text.contains(&format!("New, {proto}")),
                     "{}: {name} {version} {sigalgs:?}:\n{text}",
@@ -583,7 +528,7 @@ fn local_keys_keep_working_with_the_front_end_loaded() {
         let port = free_port();
         let mut server = s_server(&fe, lab, strings(&["-key", &key_file]), &crt, port);
         for (version, proto) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
-            let text = handshake(lab, port, version, &crt, None);
+            let text = s_client(lab, port, version, &crt, None);
             assert!(
                 text.contains(&format!("New, {proto}")),
                 "{}: {version}:\n{text}",

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use akv_tests::frontends::{FrontEnd, OpenSsl};
+use akv_tests::frontends::{FrontEnd, OpenSsl, s_client};
 use akv_tests::lab::Lab;
 use akv_tests::servers::{
     Haproxy, Nginx, TestCa, handshakes, handshakes_under_faults, outage_then_recovery,
@@ -135,6 +135,107 @@ fn references_are_written_and_read_on_both_versions() {
             fe.name()
         );
     }
+}
+
+/// Certificates the vault holds under a key's name: `storeutl` lists the key then the
+/// certificate, `-certs` the certificate alone; `openssl x509 -in vault:...` writes it to a
+/// PEM file for servers that need files; `s_server -cert vault:N -key vault:N` serves both
+/// from the vault, checked by a verifying `s_client` (TLS 1.3 and 1.2, RSA and EC), on
+/// OpenSSL 3.0 and 4.0.3. A key with no certificate says so when one is asked for.
+#[test]
+fn certificates_come_from_the_vault() {
+    let dir = TempDir::new("key-files-certificates");
+    let lab = Lab::start(
+        dir.path(),
+        &[("rsa2048", "rsa2048"), ("p256", "p256"), ("bare", "p256")],
+        |config| config.certificates = strings(&["rsa2048", "p256"]),
+    );
+    for fe in providers() {
+        let tag = fe.tag();
+        for name in ["rsa2048", "p256"] {
+            let uri = format!("vault:myvault:{name}");
+            let listed = |args: &[&str]| -> Vec<String> {
+                let out = fe.run(&lab, "storeutl", &strings(args));
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    fe.name(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| {
+                        l.split_once(": ")
+                            .is_some_and(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
+                    })
+                    .map(str::to_string)
+                    .collect()
+            };
+            assert_eq!(
+                listed(&[&uri]),
+                ["0: Pkey", "1: Certificate"],
+                "{}",
+                fe.name()
+            );
+            assert_eq!(
+                listed(&["-certs", &uri]),
+                ["0: Certificate"],
+                "{}",
+                fe.name()
+            );
+
+            // Written to a file; its public key is the vault key's.
+            let crt = lab.path(&format!("{tag}-{name}.crt"));
+            let out = fe.run(&lab, "x509", &strings(&["-in", &uri, "-out", &crt]));
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                fe.name(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let pubkey = lab.ok(&["x509", "-in", &crt, "-noout", "-pubkey"]).stdout;
+            let vault_pub = std::fs::read(lab.public_pem(name)).unwrap();
+            assert_eq!(pubkey, vault_pub, "{}: {name}", fe.name());
+
+            // Served with key and certificate both named by the vault URI.
+            let port = free_port();
+            let mut server = fe.s_server(&lab, &strings(&["-cert", &uri, "-key", &uri]), port);
+            for (version, proto) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+                let text = s_client(&lab, port, version, &crt, None);
+                assert!(
+                    text.contains("Verification: OK") && text.contains(&format!("New, {proto}")),
+                    "{}: {name} {version}:\n{text}",
+                    fe.name()
+                );
+            }
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        // No certificate: asked for (`x509 -in`), the absence is an error that says so;
+        // listed, the key alone.
+        let stderr = fe.fails(
+            &lab,
+            "x509",
+            &strings(&["-in", "vault:myvault:bare", "-noout"]),
+        );
+        assert!(
+            stderr.contains("holds no certificate of this name"),
+            "{}: {stderr}",
+            fe.name()
+        );
+        let out = fe.run(&lab, "storeutl", &strings(&["vault:myvault:bare"]));
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && listed.contains("0: Pkey") && !listed.contains("Certificate"),
+            "{}: {listed}",
+            fe.name()
+        );
+    }
+    let requests = lab.emulator().stats().requests;
+    assert!(
+        requests.get("get_certificate").copied().unwrap_or(0) >= 8,
+        "{requests:?}"
+    );
 }
 
 /// A program that reads key files (Python's `ssl`, through `SSL_CTX_use_PrivateKey_file`)

@@ -102,7 +102,7 @@ fn check_requests(
         assert_eq!(got.method.as_str(), want.method, "{ctx}");
         assert_eq!(got.url.path(), want.path, "{ctx}");
         let query: Vec<(String, String)> = got.url.query_pairs().into_owned().collect();
-        if want.path.starts_with("/keys/") {
+        if want.path.starts_with("/keys/") || want.path.starts_with("/certificates/") {
             assert_eq!(
                 query,
                 [("api-version".to_owned(), "2025-07-01".to_owned())],
@@ -217,6 +217,39 @@ fn table() -> Vec<Scenario> {
                 vec![
                     token_request(),
                     key_request("GET", "/keys/k", "tok-1", None),
+                ]
+            },
+        },
+        Scenario {
+            name: "get certificate",
+            mocks: || {
+                vec![
+                    imds_token("tok-1", 3600),
+                    Mock::given(method("GET"))
+                        .and(path("/certificates/k"))
+                        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                            "id": "https://myvault.vault.azure.net/certificates/k/0123456789abcdef0123456789abcdef",
+                            "kid": "https://myvault.vault.azure.net/keys/k/0123456789abcdef0123456789abcdef",
+                            "cer": "MAMCAQE=",
+                            "attributes": {"enabled": true},
+                        }))),
+                ]
+            },
+            call: || KeyCall::GetCertificate,
+            config: default_config,
+            check: |r, _| {
+                let c = r.as_ref().unwrap().clone().into_certificate().unwrap();
+                assert_eq!(c.der, [0x30, 3, 2, 1, 1]);
+                assert!(
+                    c.kid
+                        .unwrap()
+                        .ends_with("/keys/k/0123456789abcdef0123456789abcdef")
+                );
+            },
+            requests: || {
+                vec![
+                    token_request(),
+                    key_request("GET", "/certificates/k", "tok-1", None),
                 ]
             },
         },

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! akv-emulator --state DIR [--listen 127.0.0.1:0] [--http] [--all-keys] [--key NAME:SPEC]...
-//!              [--token-lifetime SECS] [--cache-signatures] [--hsm] [--ready-file PATH]
+//!              [--token-lifetime SECS] [--cache-signatures] [--hsm] [--certificate NAME]... [--ready-file PATH]
 //! ```
 //! Prints one JSON line (`{"url", "ca", "state"}`) when ready, and writes it to
 //! `--ready-file` too. Control endpoints (loopback, no auth): `GET /_emulator/stats`,
@@ -16,7 +16,7 @@ use akv_tests::emulator::{EmulatorConfig, KeySpec, prepare, serve};
 fn usage(message: &str) -> ! {
     eprintln!("akv-emulator: {message}");
     eprintln!(
-        "usage: akv-emulator --state DIR [--listen 127.0.0.1:0] [--http] [--all-keys] [--key NAME:SPEC]... [--token-lifetime SECS] [--cache-signatures] [--hsm] [--ready-file PATH]"
+        "usage: akv-emulator --state DIR [--listen 127.0.0.1:0] [--http] [--all-keys] [--key NAME:SPEC]... [--token-lifetime SECS] [--cache-signatures] [--hsm] [--certificate NAME]... [--ready-file PATH]"
     );
     std::process::exit(2);
 }
@@ -52,6 +52,7 @@ fn main() {
                     .unwrap_or_else(|e| usage(&format!("--token-lifetime: {e}")));
                 config.token_lifetime = Duration::from_secs(secs);
             }
+            "--certificate" => config.certificates.push(value("--certificate")),
             "--key" => {
                 let v = value("--key");
                 let (name, spec) = v

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use akv_proto::{Curve, b64};
 use openssl::bn::BigNumContext;
 use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
 use openssl::md::{Md, MdRef};
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private};
@@ -319,6 +320,96 @@ impl KeyStore {
         .ok_or_else(not_found)?;
         Ok((key, data))
     }
+}
+
+/// The self-signed certificate of a key version, made once and kept beside the key so that
+/// it stays the same across restarts.
+pub fn certificate_der(
+    store: &KeyStore,
+    key: &StoredKey,
+    data: &KeyVersionData,
+) -> std::io::Result<Vec<u8>> {
+    let path = store
+        .dir
+        .join("keys")
+        .join(&key.name)
+        .join(format!("{}.cer", data.version));
+    if let Ok(der) = std::fs::read(&path) {
+        return Ok(der);
+    }
+    let der = self_signed(&key.name, data).map_err(std::io::Error::other)?;
+    std::fs::write(&path, &der)?;
+    Ok(der)
+}
+
+fn self_signed(name: &str, data: &KeyVersionData) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    use openssl::asn1::{Asn1Integer, Asn1Time};
+    use openssl::bn::BigNum;
+    use openssl::x509::extension::{
+        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
+    };
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let mut subject = X509NameBuilder::new()?;
+    subject.append_entry_by_text("CN", name)?;
+    let subject = subject.build();
+    let mut cert = X509::builder()?;
+    cert.set_version(2)?;
+    // The version (hex) makes a positive serial unique per key version.
+    let serial = BigNum::from_hex_str(&data.version[..16.min(data.version.len())])?;
+    cert.set_serial_number(Asn1Integer::from_bn(&serial)?.as_ref())?;
+    cert.set_subject_name(&subject)?;
+    cert.set_issuer_name(&subject)?;
+    cert.set_pubkey(&data.pkey)?;
+    cert.set_not_before(Asn1Time::from_unix(data.created - 3600)?.as_ref())?;
+    cert.set_not_after(Asn1Time::days_from_now(365)?.as_ref())?;
+    cert.append_extension(BasicConstraints::new().critical().build()?)?;
+    let mut usage = KeyUsage::new();
+    usage.critical().digital_signature();
+    if data.pkey.id() == Id::RSA {
+        usage.key_encipherment();
+    }
+    cert.append_extension(usage.build()?)?;
+    cert.append_extension(
+        ExtendedKeyUsage::new()
+            .server_auth()
+            .client_auth()
+            .build()?,
+    )?;
+    let san = SubjectAlternativeName::new()
+        .dns("localhost")
+        .ip("127.0.0.1")
+        .build(&cert.x509v3_context(None, None))?;
+    cert.append_extension(san)?;
+    let ski = SubjectKeyIdentifier::new().build(&cert.x509v3_context(None, None))?;
+    cert.append_extension(ski)?;
+    cert.sign(&data.pkey, MessageDigest::sha256())?;
+    cert.build().to_der()
+}
+
+/// The JSON certificate bundle Key Vault returns for a certificate version.
+pub fn certificate_bundle(
+    base_url: &str,
+    key: &StoredKey,
+    data: &KeyVersionData,
+    der: &[u8],
+) -> Value {
+    let thumbprint = openssl::hash::hash(MessageDigest::sha1(), der).expect("sha1");
+    let (name, version) = (&key.name, &data.version);
+    json!({
+        "id": format!("{base_url}/certificates/{name}/{version}"),
+        "kid": format!("{base_url}/keys/{name}/{version}"),
+        "sid": format!("{base_url}/secrets/{name}/{version}"),
+        "x5t": b64::encode(&thumbprint),
+        "cer": openssl::base64::encode_block(der),
+        "attributes": {
+            "enabled": key.enabled,
+            "created": data.created,
+            "updated": data.created,
+            "recoveryLevel": "Recoverable+Purgeable",
+        },
+        "policy": {"issuer": {"name": "Self"}},
+    })
 }
 
 /// The JSON key bundle Key Vault returns for a key version.

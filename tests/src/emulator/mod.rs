@@ -37,6 +37,10 @@ pub struct EmulatorConfig {
     pub challenge_resource: String,
     /// Report keys as `RSA-HSM` / `EC-HSM`.
     pub hsm: bool,
+    /// Keys that also have a certificate of the same name (`GET /certificates/NAME`), as
+    /// when the certificate was created in the vault: self-signed by the key, issued to
+    /// `localhost` and `127.0.0.1`, one per key version, kept in the state folder.
+    pub certificates: Vec<String>,
     /// Tokens accepted besides the ones the IMDS endpoint issues (for tests of token
     /// sources that do not go through the emulator: Azure CLI, static tokens).
     pub accept_tokens: Vec<String>,
@@ -59,6 +63,7 @@ impl EmulatorConfig {
             hsm: false,
             accept_tokens: Vec::new(),
             entra_clients: Vec::new(),
+            certificates: Vec::new(),
         }
     }
 

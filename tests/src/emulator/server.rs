@@ -225,7 +225,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         return Ok(control_route(&shared, &parts.method, control, &body));
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if segments.first() != Some(&"keys") || segments.len() < 2 {
+    if !matches!(segments.first(), Some(&"keys" | &"certificates")) || segments.len() < 2 {
         return Ok(reply(
             404,
             &error_body("NotFound", "The requested resource was not found"),
@@ -310,7 +310,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
         }
     }
     let base = lock(&shared.base_url).clone();
-    let result = key_route(&shared, &parts.method, &segments[1..], &body, &base);
+    let result = if segments[0] == "certificates" {
+        certificate_route(&shared, &parts.method, &segments[1..], &base)
+    } else {
+        key_route(&shared, &parts.method, &segments[1..], &body, &base)
+    };
     Ok(match result {
         Ok((route, value)) => {
             count(&shared, route);
@@ -325,6 +329,57 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Dr
             )
         }
     })
+}
+
+/// `GET /certificates/NAME[/VERSION]` for the keys configured with a certificate.
+fn certificate_route(
+    shared: &Shared,
+    method: &Method,
+    segments: &[&str],
+    base: &str,
+) -> Result<(&'static str, Value), (&'static str, OpError)> {
+    const ROUTE: &str = "get_certificate";
+    let name = segments[0];
+    let not_found = || OpError {
+        status: 404,
+        code: "CertificateNotFound",
+        message: format!(
+            "A certificate with (name/id) {name} was not found in this key vault. If you recently deleted this certificate you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
+        ),
+    };
+    if method != Method::GET || segments.len() > 2 {
+        return Err((
+            ROUTE,
+            OpError {
+                status: 405,
+                code: "BadParameter",
+                message: "The emulator serves GET /certificates/NAME[/VERSION] only.".into(),
+            },
+        ));
+    }
+    if !shared
+        .config
+        .certificates
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+    {
+        return Err((ROUTE, not_found()));
+    }
+    let store = lock(&shared.keys);
+    let (key, data) = store
+        .find(name, segments.get(1).copied())
+        .map_err(|_| (ROUTE, not_found()))?;
+    let der = keys::certificate_der(&store, key, data).map_err(|e| {
+        (
+            ROUTE,
+            OpError {
+                status: 500,
+                code: "InternalError",
+                message: format!("emulator: cannot make the certificate: {e}"),
+            },
+        )
+    })?;
+    Ok((ROUTE, keys::certificate_bundle(base, key, data, &der)))
 }
 
 fn next_fault(shared: &Shared) -> (Duration, Option<Fault>) {
