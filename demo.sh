@@ -50,9 +50,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "Starting a local Key Vault (the emulator) with an RSA and an EC key"
+say "Starting a local Key Vault (the emulator) with an RSA and an EC key (and a certificate for the EC key)"
 "$target/akv-emulator" --state "$work/vault" --key demo-rsa:rsa2048 --key demo-ec:p256 \
-    --ready-file "$work/ready.json" >"$work/emulator.log" 2>&1 &
+    --certificate demo-ec --ready-file "$work/ready.json" >"$work/emulator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [[ -s "$work/ready.json" ]] && break; sleep 0.1; done
 [[ -s "$work/ready.json" ]] || { echo "the emulator did not start:"; cat "$work/emulator.log"; exit 1; }
@@ -103,7 +103,10 @@ printf '%s\n' "openssl_conf = openssl_init" "[openssl_init]" "providers = provid
     "[akv_section]" "module = $work/providers/akv.so" "activate = 1" > akv-openssl.cnf
 run env OPENSSL_CONF=akv-openssl.cnf openssl pkey -in vault:demo:demo-ec -out demo-ec.ref.pem
 cat demo-ec.ref.pem
-cat demo-ec.crt demo-ec.ref.pem > haproxy.pem
+echo "The certificate the vault holds for demo-ec, written to a file:"
+run env OPENSSL_CONF=akv-openssl.cnf openssl x509 -in vault:demo:demo-ec -out demo-ec.vault.crt
+run openssl x509 -in demo-ec.vault.crt -noout -subject -ext subjectAltName
+cat demo-ec.vault.crt demo-ec.ref.pem > haproxy.pem
 hport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 48444)
 printf '%s\n' "global" "    nbthread 2" "defaults" "    mode http" "    timeout connect 5s" \
     "    timeout client 5s" "    timeout server 5s" "frontend demo" \
@@ -112,8 +115,8 @@ printf '%s\n' "global" "    nbthread 2" "defaults" "    mode http" "    timeout 
 OPENSSL_CONF=akv-openssl.cnf haproxy -db -f haproxy.cfg >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$hport") 2>/dev/null && break; sleep 0.1; done
-run curl -sS --cacert demo-ec.crt "https://localhost:$hport/"; echo
-echo "haproxy.pem holds the certificate and the key reference above: no private key on disk."
+run curl -sS --cacert demo-ec.vault.crt "https://localhost:$hport/"; echo
+echo "haproxy.pem holds the vault's certificate and the key reference above: no private key on disk."
 
 say "What the vault saw"
 curl -sS --cacert "$work/vault/ca.pem" "$url/_emulator/stats"; echo
