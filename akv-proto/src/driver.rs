@@ -286,6 +286,9 @@ pub struct Operation {
     state: State,
     audience: Option<Audience>,
     token: Option<AccessToken>,
+    /// The token came from the source for this operation: sent while it has not expired,
+    /// even within the send margin.
+    token_fresh: bool,
     refreshed_after_401: bool,
     attempts: u32,
     retries: u32,
@@ -333,6 +336,7 @@ impl Operation {
             request_id,
             state: State::Start,
             token: None,
+            token_fresh: false,
             refreshed_after_401: false,
             attempts: 0,
             retries: 0,
@@ -395,7 +399,8 @@ impl Operation {
                         continue;
                     }
                     if let Some(token) = &self.token {
-                        if !token.usable_at(now) {
+                        let fresh_enough = self.token_fresh && token.valid_at(now);
+                        if !token.usable_at(now) && !fresh_enough {
                             // It expired while we waited to retry: never send it.
                             self.token = None;
                             self.state = State::AwaitToken { rejected: None };
@@ -440,11 +445,12 @@ impl Operation {
             return self.finish(Err(Error::Misuse("token handed in without a request")));
         }
         match token {
-            Ok(token) if token.usable_at(now) && token.authorization_header().is_some() => {
+            Ok(token) if token.valid_at(now) && token.authorization_header().is_some() => {
+                self.token_fresh = !token.usable_at(now);
                 self.token = Some(token);
                 self.state = State::Ready;
             }
-            Ok(token) if !token.usable_at(now) => self.finish(Err(Error::Credential(
+            Ok(token) if !token.valid_at(now) => self.finish(Err(Error::Credential(
                 CredentialError::new("token source", "returned a token that has already expired"),
             ))),
             Ok(_) => self.finish(Err(Error::Credential(CredentialError::new(

@@ -120,6 +120,13 @@ impl AccessToken {
     pub fn usable_at(&self, now: Instant) -> bool {
         now + SEND_MARGIN < self.expires_at
     }
+
+    /// Whether the token has not expired at `now` (with no margin). A token its source just
+    /// gave is sent while this holds, even within the margin, as the Azure SDKs do: a source
+    /// that issues short tokens must not fail every operation.
+    pub fn valid_at(&self, now: Instant) -> bool {
+        now < self.expires_at
+    }
 }
 
 impl fmt::Debug for AccessToken {

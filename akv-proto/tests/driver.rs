@@ -520,11 +520,28 @@ fn credential_failures_and_bad_tokens_end_the_operation() {
     assert!(w.sent.is_empty());
 
     let mut w = World::new(vec![]);
-    w.token_lifetime = Duration::from_secs(1);
+    w.token_lifetime = Duration::ZERO;
     let err = w
         .run("vault:myvault:k", sign(), OperationConfig::default())
         .unwrap_err();
     assert!(err.to_string().contains("already expired"), "{err}");
+}
+
+/// A source that issues short tokens (2 s, inside the 5 s send margin): each one is still
+/// valid, so it is sent, as the Azure SDKs do, instead of failing the operation.
+#[test]
+fn short_lived_tokens_are_used_while_valid() {
+    for lifetime in [
+        Duration::from_millis(500),
+        Duration::from_secs(2),
+        Duration::from_secs(4),
+    ] {
+        let mut w = World::new(vec![response(200, &[], SIGNED)]);
+        w.token_lifetime = lifetime;
+        let out = w.run("vault:myvault:k", sign(), OperationConfig::default());
+        assert!(out.is_ok(), "{lifetime:?}: {out:?}");
+        assert_eq!(w.sent.len(), 1);
+    }
 }
 
 #[test]

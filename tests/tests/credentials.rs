@@ -480,3 +480,56 @@ fn ten_thousand_operations_fetch_one_token() {
         "at most one connection per thread: {stats:?}"
     );
 }
+
+/// A token source that issues 2-second tokens (less than the 5 s send margin): every
+/// operation succeeds on both backends, each new operation getting a fresh token, and every
+/// signature verifies with the vault key's public key.
+#[test]
+fn two_second_tokens_serve_every_operation() {
+    let dir = TempDir::new("short-tokens");
+    let mut config = EmulatorConfig::new(dir.path());
+    config.keys.push(("p256".into(), "p256".parse().unwrap()));
+    config.token_lifetime = Duration::from_secs(2);
+    let emulator = Emulator::start(config).unwrap();
+    let public = openssl::pkey::PKey::public_key_from_pem(
+        &std::fs::read(emulator.public_key_pem("p256")).unwrap(),
+    )
+    .unwrap();
+    let digest = openssl::hash::hash(openssl::hash::MessageDigest::sha256(), b"short")
+        .unwrap()
+        .to_vec();
+    for backend in BACKENDS {
+        let source = CredentialSource::imds(&emulator.base_url(), None).unwrap();
+        let client = Client::new(
+            backend,
+            &emulator.base_url(),
+            OperationConfig::default(),
+            source,
+            emulator.ca_cert(),
+        );
+        let before = emulator.stats().token_requests;
+        for i in 0..6 {
+            let out = client.run(
+                "vault:myvault:p256",
+                KeyCall::Sign {
+                    alg: SignAlgorithm::ES256,
+                    digest: digest.clone(),
+                },
+            );
+            let raw = out
+                .unwrap_or_else(|e| panic!("{backend:?}: operation {i}: {e}"))
+                .into_value()
+                .unwrap();
+            let der = akv_proto::ecdsa_raw_to_der(akv_proto::Curve::P256, &raw).unwrap();
+            let mut verifier = openssl::pkey_ctx::PkeyCtx::new(&public).unwrap();
+            verifier.verify_init().unwrap();
+            assert!(verifier.verify(&digest, &der).unwrap(), "{backend:?}: {i}");
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        let fetched = emulator.stats().token_requests - before;
+        assert!(
+            fetched >= 2,
+            "{backend:?}: tokens are refreshed as they age: {fetched}"
+        );
+    }
+}
