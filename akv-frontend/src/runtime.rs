@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use akv_http_ureq::{KeyClient, ProxySetting, TokenProvider, Transport, TransportConfig};
 use akv_proto::credential::{ARC_HIMDS_FILE, CredentialInputs, SourceChoice, UserAssignedId};
-use akv_proto::{ApiVersion, Cloud, EndpointPolicy, OperationConfig};
+use akv_proto::{ApiVersion, BreakerPolicy, Cloud, EndpointPolicy, OperationConfig, Transition};
 
 use crate::failure::{Failure, Reason};
 use crate::{log, settings};
@@ -162,10 +162,31 @@ fn resolve() -> Result<Resolved, Failure> {
         None => ApiVersion::default(),
     };
     let budget = millis("BUDGET_MS", 10_000)?;
+    let request_timeout = millis("REQUEST_TIMEOUT_MS", 5_000)?;
+    let failures = match settings::get("BREAKER_FAILURES") {
+        None => BreakerPolicy::default().failures_to_open,
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .map_err(|e| setting_err("BREAKER_FAILURES", e))?,
+    };
+    let breaker = (failures > 0).then(|| -> Result<BreakerPolicy, Failure> {
+        let defaults = BreakerPolicy::default();
+        let first_cooldown = millis("BREAKER_COOLDOWN_MS", 2_000)?;
+        Ok(BreakerPolicy {
+            failures_to_open: failures,
+            first_cooldown,
+            max_cooldown: millis("BREAKER_MAX_COOLDOWN_MS", 60_000)?.max(first_cooldown),
+            // A probe needs no more than a healthy vault's answer time.
+            probe_timeout: defaults.probe_timeout.min(request_timeout),
+            ..defaults
+        })
+    });
     let config = OperationConfig {
         api_version,
         budget,
-        request_timeout: millis("REQUEST_TIMEOUT_MS", 5_000)?,
+        request_timeout,
+        breaker: breaker.transpose()?,
         ..OperationConfig::default()
     };
 
@@ -180,6 +201,7 @@ fn resolve() -> Result<Resolved, Failure> {
         })
         .transpose()?;
     let transport = TransportConfig {
+        connect_timeout: millis("CONNECT_TIMEOUT_MS", 1_000)?,
         extra_ca_file: ca_file.map(Into::into),
         extra_ca_pem,
         proxy: ProxySetting::FromEnv,
@@ -224,6 +246,31 @@ fn resolve() -> Result<Resolved, Failure> {
     })
 }
 
+/// One log line per change of a vault's circuit (never one per operation).
+fn log_transition(origin: &str, transition: &Transition) {
+    match transition {
+        Transition::Opened {
+            failures,
+            cause,
+            cooldown,
+        } => log::error(format_args!(
+            "vault {origin} unreachable after {failures} failures (last: {cause}): operations on it now fail at once; first probe in {cooldown:?}"
+        )),
+        Transition::Probing { outage } => log::info(format_args!(
+            "vault {origin}: probing, unreachable for {outage:.1?}"
+        )),
+        Transition::Reopened { cause, cooldown } => log::info(format_args!(
+            "vault {origin} still unreachable ({cause}); next probe in {cooldown:?}"
+        )),
+        Transition::Closed {
+            outage,
+            failed_fast,
+        } => log::error(format_args!(
+            "vault {origin} answers again after {outage:.1?}; {failed_fast} operations failed at once meanwhile"
+        )),
+    }
+}
+
 fn construct(pid: u32, generation: u64, resolved: Resolved) -> Result<Runtime, Failure> {
     // The log was opened by `resolve`; a forked child keeps that open file (it may not be
     // allowed to open it again after nginx drops privileges).
@@ -234,6 +281,7 @@ fn construct(pid: u32, generation: u64, resolved: Resolved) -> Result<Runtime, F
         resolved.config.budget,
     ));
     let client = KeyClient::new(transport, tokens, resolved.config.clone());
+    client.on_breaker_transition(Arc::new(log_transition));
     Ok(Runtime {
         pid,
         generation,

@@ -50,6 +50,13 @@ fn credential(v: &str) -> Result<(), String> {
         .ok_or_else(|| format!("unknown credential source {v:?}: use auto, managed-identity, workload-identity, client-secret, cli or static"))
 }
 
+fn count(v: &str) -> Result<(), String> {
+    v.trim()
+        .parse::<u32>()
+        .map(|_| ())
+        .map_err(|_| format!("{v:?} is not a whole number"))
+}
+
 fn log_level(v: &str) -> Result<(), String> {
     crate::log::Level::parse(v)
         .map(|_| ())
@@ -64,13 +71,17 @@ fn hosts(v: &str) -> Result<(), String> {
 }
 
 /// Every setting, in control-command order.
-pub const SETTINGS: [Setting; 14] = [
+pub const SETTINGS: [Setting; 18] = [
     Setting { name: c"CLOUD", env: "AKV_CLOUD", description: c"Azure cloud: public (default), china or usgov", validate: cloud },
     Setting { name: c"ALLOWED_HOSTS", env: "AKV_ALLOWED_HOSTS", description: c"Extra hosts keys may live on besides Azure's (host, host:port or .suffix, comma-separated)", validate: hosts },
     Setting { name: c"ENDPOINT", env: "AKV_ENDPOINT", description: c"Send vault:/managedHsm: keys to this https://host[:port] (private gateway or local emulator)", validate: any },
     Setting { name: c"API_VERSION", env: "AKV_API_VERSION", description: c"Key Vault REST api-version (default 2025-07-01)", validate: api_version },
     Setting { name: c"REQUEST_TIMEOUT_MS", env: "AKV_REQUEST_TIMEOUT_MS", description: c"Timeout of one HTTP exchange in milliseconds (default 5000)", validate: millis },
     Setting { name: c"BUDGET_MS", env: "AKV_BUDGET_MS", description: c"Total time for one operation with retries, in milliseconds (default 10000)", validate: millis },
+    Setting { name: c"CONNECT_TIMEOUT_MS", env: "AKV_CONNECT_TIMEOUT_MS", description: c"Timeout of a TCP connect to the vault in milliseconds (default 1000)", validate: millis },
+    Setting { name: c"BREAKER_FAILURES", env: "AKV_BREAKER_FAILURES", description: c"Connect failures or timeouts within 30 s that make operations on that vault fail at once (default 2; 0: never)", validate: count },
+    Setting { name: c"BREAKER_COOLDOWN_MS", env: "AKV_BREAKER_COOLDOWN_MS", description: c"Wait before the first probe of an unreachable vault, doubling while it stays down (default 2000)", validate: millis },
+    Setting { name: c"BREAKER_MAX_COOLDOWN_MS", env: "AKV_BREAKER_MAX_COOLDOWN_MS", description: c"Longest wait between probes of an unreachable vault (default 60000)", validate: millis },
     Setting { name: c"CREDENTIAL", env: "AKV_CREDENTIAL", description: c"Token source: auto (default), managed-identity, workload-identity, client-secret, cli or static", validate: credential },
     Setting { name: c"MI_CLIENT_ID", env: "AKV_MI_CLIENT_ID", description: c"User-assigned managed identity by client id", validate: any },
     Setting { name: c"MI_OBJECT_ID", env: "AKV_MI_OBJECT_ID", description: c"User-assigned managed identity by object id", validate: any },

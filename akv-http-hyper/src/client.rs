@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use akv_local::ClientParts;
+use akv_local::{ClientParts, Gate};
 use akv_proto::{
     CertificateBundle, EncryptAlgorithm, KeyBundle, KeyCall, KeyId, OperationConfig, Output, Poll,
     SignAlgorithm, TypedCall,
@@ -26,6 +26,11 @@ impl KeyClient {
         KeyClient(ClientParts::new(transport, tokens, config))
     }
 
+    /// Tells `observer` of each change of a vault's circuit breaker (for the log).
+    pub fn on_breaker_transition(&self, observer: akv_local::BreakerObserver) {
+        self.0.breakers.observe(observer);
+    }
+
     /// Runs any key operation to completion.
     pub async fn run(&self, key: &KeyId, call: KeyCall) -> Result<Output, ClientError> {
         let mut op = self.0.start(key, call);
@@ -35,10 +40,23 @@ impl KeyClient {
                     let token = self.0.tokens.token(&need, &self.0.transport).await;
                     op.handle_token(token, Instant::now());
                 }
-                Poll::Send(t) => match self.0.transport.send(t.request, t.timeout).await {
-                    Ok(response) => op.handle_response(response, Instant::now()),
-                    Err(e) => op.handle_transport_error(e, Instant::now()),
-                },
+                Poll::Send(t) => {
+                    let breakers = &self.0.breakers;
+                    let Gate::Send(timeout) = breakers.gate(&mut op, t.timeout, Instant::now())
+                    else {
+                        continue;
+                    };
+                    match self.0.transport.send(t.request, timeout).await {
+                        Ok(response) => {
+                            breakers.record(&op, Ok(()), Instant::now());
+                            op.handle_response(response, Instant::now())
+                        }
+                        Err(e) => {
+                            breakers.record(&op, Err(&e), Instant::now());
+                            op.handle_transport_error(e, Instant::now())
+                        }
+                    }
+                }
                 Poll::Wait(d) => tokio::time::sleep(d).await,
                 Poll::Done(result) => return result,
             }

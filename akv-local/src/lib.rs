@@ -9,15 +9,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use akv_proto::{
-    ClientRequestId, KeyCall, KeyId, Operation, OperationConfig, TransportConfig, TransportError,
-    TransportErrorKind,
+    Admit, Breaker, BreakerPolicy, ClientRequestId, KeyCall, KeyId, Operation, OperationConfig,
+    Outcome, Transition, TransportConfig, TransportError, TransportErrorKind,
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -98,14 +99,119 @@ pub fn next_request_id() -> ClientRequestId {
     ClientRequestId::from_u128((nanos << 40) ^ (pid << 20) ^ n ^ (n << 96))
 }
 
+/// Told of each change of a vault's circuit (for the log), with the vault's origin.
+pub type BreakerObserver = Arc<dyn Fn(&str, &Transition) + Send + Sync>;
+
+/// One circuit breaker per vault origin, shared by every clone of a client (so by every
+/// thread of a process that shares it).
+pub struct Breakers {
+    policy: Option<BreakerPolicy>,
+    by_origin: Mutex<HashMap<String, Breaker>>,
+    observer: Mutex<Option<BreakerObserver>>,
+}
+
+impl std::fmt::Debug for Breakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breakers")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a request may go, as the client loops use it.
+pub enum Gate {
+    /// Send, with this timeout (a probe's is capped).
+    Send(Duration),
+    /// The operation was ended: the vault's circuit is open.
+    Refused,
+}
+
+impl Breakers {
+    /// Breakers following `policy` (`None`: every request goes).
+    pub fn new(policy: Option<BreakerPolicy>) -> Breakers {
+        Breakers {
+            policy,
+            by_origin: Mutex::new(HashMap::new()),
+            observer: Mutex::new(None),
+        }
+    }
+
+    /// Sets who is told of each change of a circuit.
+    pub fn observe(&self, observer: BreakerObserver) {
+        *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    fn tell(&self, origin: &str, transition: Option<Transition>) {
+        let Some(transition) = transition else { return };
+        let observer = self
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(observer) = observer {
+            observer(origin, &transition);
+        }
+    }
+
+    /// Asks the vault's breaker before sending `op`'s request with `timeout`; when the
+    /// circuit is open, ends the operation (it then polls `Done`).
+    pub fn gate(&self, op: &mut Operation, timeout: Duration, now: Instant) -> Gate {
+        let Some(policy) = &self.policy else {
+            return Gate::Send(timeout);
+        };
+        let origin = op.key().endpoint().origin();
+        let (admit, transition) = {
+            let mut map = self.by_origin.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(origin.clone())
+                .or_insert_with(|| Breaker::new(policy.clone()))
+                .admit(now)
+        };
+        self.tell(&origin, transition);
+        match admit {
+            Admit::Go => Gate::Send(timeout),
+            Admit::Probe { timeout: cap } => Gate::Send(timeout.min(cap)),
+            Admit::FailFast { retry_in, cause } => {
+                op.handle_circuit_open(retry_in, cause);
+                Gate::Refused
+            }
+        }
+    }
+
+    /// Reports how `op`'s exchange went: `Ok` for any HTTP answer.
+    pub fn record(&self, op: &Operation, result: Result<(), &TransportError>, now: Instant) {
+        if self.policy.is_none() {
+            return;
+        }
+        let outcome = match result {
+            Ok(()) => Outcome::Reached,
+            Err(e) => match e.outcome() {
+                Some(o) => o,
+                None => return,
+            },
+        };
+        let origin = op.key().endpoint().origin();
+        let transition = {
+            let mut map = self.by_origin.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get_mut(&origin) {
+                Some(breaker) => breaker.record(outcome, now),
+                None => None,
+            }
+        };
+        self.tell(&origin, transition);
+    }
+}
+
 /// What a keys client holds whichever way it waits: its transport `T`, its token provider
-/// `P` and the operation settings. Each backend's `KeyClient` wraps one.
+/// `P`, the operation settings and the vaults' circuit breakers. Each backend's `KeyClient`
+/// wraps one.
 #[derive(Debug)]
 pub struct ClientParts<T, P> {
     /// Sends requests.
     pub transport: T,
     /// Gives tokens; shared by every clone.
     pub tokens: Arc<P>,
+    /// One circuit breaker per vault; shared by every clone.
+    pub breakers: Arc<Breakers>,
     config: OperationConfig,
 }
 
@@ -114,6 +220,7 @@ impl<T: Clone, P> Clone for ClientParts<T, P> {
         ClientParts {
             transport: self.transport.clone(),
             tokens: Arc::clone(&self.tokens),
+            breakers: Arc::clone(&self.breakers),
             config: self.config.clone(),
         }
     }
@@ -125,6 +232,7 @@ impl<T, P> ClientParts<T, P> {
         ClientParts {
             transport,
             tokens,
+            breakers: Arc::new(Breakers::new(config.breaker.clone())),
             config,
         }
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
+use crate::breaker::{BreakerPolicy, Outcome};
 use crate::challenge::{BearerChallenge, ChallengeError};
 use crate::key_id::KeyId;
 use crate::request::{
@@ -62,6 +63,9 @@ pub struct OperationConfig {
     pub request_timeout: Duration,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// The per-vault circuit breaker's policy (`None`: no breaker). Applied by the client
+    /// that runs operations, which keeps one breaker per vault for the process.
+    pub breaker: Option<BreakerPolicy>,
 }
 
 impl Default for OperationConfig {
@@ -71,6 +75,7 @@ impl Default for OperationConfig {
             budget: Duration::from_secs(10),
             request_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
+            breaker: Some(BreakerPolicy::default()),
         }
     }
 }
@@ -153,6 +158,19 @@ impl TransportError {
         TransportError {
             kind,
             message: message.into(),
+        }
+    }
+
+    /// What this failure tells the circuit breaker: a failed connect or a timeout means the
+    /// vault is unreachable; a TLS or certificate error or an oversized answer says nothing
+    /// about that, and a broken connection is not counted either (a pooled connection the
+    /// server closed while idle fails that way on first use, and the retry on a new one works).
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.kind {
+            TransportErrorKind::Connect | TransportErrorKind::Timeout => {
+                Some(Outcome::Unreachable(self.to_string()))
+            }
+            _ => None,
         }
     }
 
@@ -249,9 +267,24 @@ pub enum Error {
         /// The last failure, if any.
         last: Option<Box<Error>>,
     },
+    /// The vault's circuit is open: it stopped answering, and operations on it fail at once
+    /// instead of waiting for the budget, until a probe finds it answering again.
+    #[error("vault {host} unreachable ({cause}); failing fast, next probe in {}", seconds(*retry_in))]
+    Unreachable {
+        /// The vault's origin.
+        host: String,
+        /// The failure that opened the circuit (or failed the last probe).
+        cause: String,
+        /// Until the next probe may go.
+        retry_in: Duration,
+    },
     /// The driver was called out of order (a bug in the caller).
     #[error("operation driver misuse: {0}")]
     Misuse(&'static str),
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }
 
 impl Error {
@@ -459,6 +492,20 @@ impl Operation {
             )))),
             Err(e) => self.finish(Err(Error::Credential(e))),
         }
+    }
+
+    /// Answers [`Poll::Send`] when the request was not sent because the vault's circuit is
+    /// open ([`crate::Admit::FailFast`]): the operation ends at once.
+    pub fn handle_circuit_open(&mut self, retry_in: Duration, cause: String) {
+        if !matches!(self.state, State::AwaitResponse) {
+            return self.finish(Err(Error::Misuse("circuit refusal without a request")));
+        }
+        self.attempts = self.attempts.saturating_sub(1);
+        self.finish(Err(Error::Unreachable {
+            host: self.key.endpoint().origin(),
+            cause,
+            retry_in,
+        }));
     }
 
     /// Answers [`Poll::Send`] with the service's response (any status).

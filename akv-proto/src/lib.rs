@@ -58,6 +58,7 @@
 
 mod algorithm;
 pub mod b64;
+mod breaker;
 mod challenge;
 mod cloud;
 pub mod credential;
@@ -82,6 +83,7 @@ pub use algorithm::{
     AlgorithmError, Curve, Digest, EncryptAlgorithm, PssSaltLen, RsaDecryptParams, RsaPadding,
     RsaSignParams, SignAlgorithm, ecdsa_sign, rsa_decrypt, rsa_sign,
 };
+pub use breaker::{Admit, Breaker, BreakerPolicy, Outcome, Transition};
 pub use challenge::{
     BearerChallenge, Challenge, ChallengeError, basic_realm, parse_www_authenticate,
 };

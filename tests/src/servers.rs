@@ -345,20 +345,40 @@ pub fn handshakes_under_faults(lab: &Lab, port: u16, ca: &Path) -> LoadReport {
 }
 
 /// The vault stopped: 4 handshakes on `port`, all of which must fail. Then the vault back
-/// with none of the old tokens: 50 handshakes, all of which must succeed after the server
-/// refreshed its token (no restart). `log` explains a failure.
-pub fn outage_then_recovery(lab: &mut Lab, port: u16, ca: &Path, log: impl Fn() -> String) {
+/// with none of the old tokens: within the circuit breakers' cool-down (each server process
+/// has its own) a round of 8 handshakes succeeds again, their probes having found the vault;
+/// then 50 handshakes, all of which must succeed after the server refreshed its token (no
+/// restart). Returns how long recovery took. `log` explains a failure.
+pub fn outage_then_recovery(
+    lab: &mut Lab,
+    port: u16,
+    ca: &Path,
+    log: impl Fn() -> String,
+) -> Duration {
     let during = lab.outage(|_| {
         let report = handshakes(port, ca, 4, 2);
         (report.ok, report.failed)
     });
     assert_eq!(during, (0, 4), "no handshake succeeds without the vault");
+    let back = Instant::now();
+    let recovered_after = loop {
+        if handshakes(port, ca, 8, 4).ok == 8 {
+            break back.elapsed();
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(20),
+            "no recovery 20 s after the vault came back\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let report = handshakes(port, ca, 50, 4);
     assert_eq!(report.failed, 0, "recovered: {report:?}\n{}", log());
     assert!(
         lab.emulator().stats().route("unauthorized") >= 1,
         "old tokens were refused, then refreshed"
     );
+    recovered_after
 }
 
 /// `total` full handshakes from `threads` threads, alternating TLS 1.3 and 1.2.
