@@ -75,6 +75,10 @@ pub struct Failure {
     pub reason: Reason,
     /// What went wrong, for the error queue and the log.
     pub message: String,
+    /// Already said in the log by other means (an operation failed at once because its
+    /// vault's circuit is open, which was logged when it opened): logged at debug level only,
+    /// so that an outage gives one log line, not one per handshake.
+    pub already_logged: bool,
 }
 
 impl Failure {
@@ -83,6 +87,16 @@ impl Failure {
         Failure {
             reason,
             message: message.into(),
+            already_logged: false,
+        }
+    }
+
+    /// The failure of an operation on a key: as [`Failure::new`], marked as already logged
+    /// when the operation failed at once because the vault's circuit is open.
+    pub fn of_operation(reason: Reason, message: String, error: &akv_proto::Error) -> Self {
+        Failure {
+            already_logged: matches!(error, akv_proto::Error::Unreachable { .. }),
+            ..Failure::new(reason, message)
         }
     }
 }
@@ -109,7 +123,11 @@ pub fn guard<T>(
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => value,
         Ok(Err(failure)) => {
-            crate::log::error(format_args!("{failure}"));
+            if failure.already_logged {
+                crate::log::debug(format_args!("{failure}"));
+            } else {
+                crate::log::error(format_args!("{failure}"));
+            }
             raise(&failure, function);
             on_error
         }

@@ -202,10 +202,9 @@ pub fn sign(key: &KeyId, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, F
     let started = std::time::Instant::now();
     let signature = with_enough_stack(|| {
         let runtime = runtime::runtime()?;
-        runtime
-            .client
-            .sign(key, alg, digest)
-            .map_err(|e| Failure::new(Reason::Sign, format!("{key} {}: {e}", alg.as_str())))
+        runtime.client.sign(key, alg, digest).map_err(|e| {
+            Failure::of_operation(Reason::Sign, format!("{key} {}: {e}", alg.as_str()), &e)
+        })
     })?;
     log::debug(format_args!(
         "signed with {key} {} in {:?}",
@@ -220,10 +219,9 @@ pub fn decrypt(key: &KeyId, alg: EncryptAlgorithm, ciphertext: &[u8]) -> Result<
     let started = std::time::Instant::now();
     let plaintext = with_enough_stack(|| {
         let runtime = runtime::runtime()?;
-        runtime
-            .client
-            .decrypt(key, alg, ciphertext)
-            .map_err(|e| Failure::new(Reason::Decrypt, format!("{key} {}: {e}", alg.as_str())))
+        runtime.client.decrypt(key, alg, ciphertext).map_err(|e| {
+            Failure::of_operation(Reason::Decrypt, format!("{key} {}: {e}", alg.as_str()), &e)
+        })
     })?;
     log::debug(format_args!(
         "decrypted with {key} {} in {:?}",

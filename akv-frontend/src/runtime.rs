@@ -176,7 +176,7 @@ fn resolve() -> Result<Resolved, Failure> {
         Ok(BreakerPolicy {
             failures_to_open: failures,
             first_cooldown,
-            max_cooldown: millis("BREAKER_MAX_COOLDOWN_MS", 60_000)?.max(first_cooldown),
+            max_cooldown: millis("BREAKER_MAX_COOLDOWN_MS", 10_000)?.max(first_cooldown),
             // A probe needs no more than a healthy vault's answer time.
             probe_timeout: defaults.probe_timeout.min(request_timeout),
             ..defaults

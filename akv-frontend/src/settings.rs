@@ -81,7 +81,7 @@ pub const SETTINGS: [Setting; 18] = [
     Setting { name: c"CONNECT_TIMEOUT_MS", env: "AKV_CONNECT_TIMEOUT_MS", description: c"Timeout of a TCP connect to the vault in milliseconds (default 1000)", validate: millis },
     Setting { name: c"BREAKER_FAILURES", env: "AKV_BREAKER_FAILURES", description: c"Connect failures or timeouts within 30 s that make operations on that vault fail at once (default 2; 0: never)", validate: count },
     Setting { name: c"BREAKER_COOLDOWN_MS", env: "AKV_BREAKER_COOLDOWN_MS", description: c"Wait before the first probe of an unreachable vault, doubling while it stays down (default 2000)", validate: millis },
-    Setting { name: c"BREAKER_MAX_COOLDOWN_MS", env: "AKV_BREAKER_MAX_COOLDOWN_MS", description: c"Longest wait between probes of an unreachable vault (default 60000)", validate: millis },
+    Setting { name: c"BREAKER_MAX_COOLDOWN_MS", env: "AKV_BREAKER_MAX_COOLDOWN_MS", description: c"Longest wait between probes of an unreachable vault, which bounds the time to notice its return (default 10000)", validate: millis },
     Setting { name: c"CREDENTIAL", env: "AKV_CREDENTIAL", description: c"Token source: auto (default), managed-identity, workload-identity, client-secret, cli or static", validate: credential },
     Setting { name: c"MI_CLIENT_ID", env: "AKV_MI_CLIENT_ID", description: c"User-assigned managed identity by client id", validate: any },
     Setting { name: c"MI_OBJECT_ID", env: "AKV_MI_OBJECT_ID", description: c"User-assigned managed identity by object id", validate: any },

@@ -179,9 +179,9 @@ impl Breakers {
 
     /// Reports how `op`'s exchange went: `Ok` for any HTTP answer.
     pub fn record(&self, op: &Operation, result: Result<(), &TransportError>, now: Instant) {
-        if self.policy.is_none() {
+        let Some(policy) = &self.policy else {
             return;
-        }
+        };
         let outcome = match result {
             Ok(()) => Outcome::Reached,
             Err(e) => match e.outcome() {
@@ -192,10 +192,9 @@ impl Breakers {
         let origin = op.key().endpoint().origin();
         let transition = {
             let mut map = self.by_origin.lock().unwrap_or_else(|p| p.into_inner());
-            match map.get_mut(&origin) {
-                Some(breaker) => breaker.record(outcome, now),
-                None => None,
-            }
+            map.entry(origin.clone())
+                .or_insert_with(|| Breaker::new(policy.clone()))
+                .record(outcome, now)
         };
         self.tell(&origin, transition);
     }
@@ -287,6 +286,102 @@ mod tests {
             e.contains("cannot read the CA file /nonexistent/ca.pem"),
             "{e}"
         );
+    }
+
+    fn sign_op(now: Instant) -> Operation {
+        let policy = akv_proto::EndpointPolicy::new(akv_proto::Cloud::Public);
+        let key = KeyId::parse("vault:myvault:k", &policy).unwrap();
+        let call = KeyCall::Sign {
+            alg: akv_proto::SignAlgorithm::ES256,
+            digest: vec![1; 32],
+        };
+        let mut op = Operation::new(
+            key,
+            call,
+            OperationConfig::default(),
+            next_request_id(),
+            now,
+        );
+        // Past the token step, to the request.
+        match op.poll(now) {
+            akv_proto::Poll::Token(_) => op.handle_token(
+                Ok(akv_proto::AccessToken::new(
+                    "t",
+                    now + Duration::from_secs(3600),
+                )),
+                now,
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(op.poll(now), akv_proto::Poll::Send(_)));
+        op
+    }
+
+    #[test]
+    fn breakers_refuse_after_timeouts_cap_probes_and_report_each_change_once() {
+        let breakers = Breakers::new(Some(BreakerPolicy::default()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        breakers.observe(Arc::new(move |origin, t| {
+            sink.lock().unwrap().push(format!("{origin} {t:?}"))
+        }));
+        let t0 = Instant::now();
+        let timeout = TransportError::new(TransportErrorKind::Timeout, "no answer");
+        for _ in 0..2 {
+            let op = sign_op(t0);
+            breakers.record(&op, Err(&timeout), t0);
+        }
+        // Open: the next operation ends at once, saying why and when the probe comes.
+        let mut op = sign_op(t0);
+        assert!(matches!(
+            breakers.gate(&mut op, Duration::from_secs(5), t0 + Duration::from_secs(1)),
+            Gate::Refused
+        ));
+        let akv_proto::Poll::Done(Err(e)) = op.poll(t0) else {
+            panic!("the operation ends")
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("vault https://myvault.vault.azure.net unreachable (timed out: no answer); failing fast, next probe in 1.0 s"),
+            "{text}"
+        );
+        // After the cool-down: one probe, its timeout capped at 1 s; its answer closes.
+        let mut probe = sign_op(t0);
+        let later = t0 + Duration::from_secs(2);
+        assert!(matches!(
+            breakers.gate(&mut probe, Duration::from_secs(5), later),
+            Gate::Send(d) if d == Duration::from_secs(1)
+        ));
+        breakers.record(&probe, Ok(()), later);
+        let mut next = sign_op(t0);
+        assert!(matches!(
+            breakers.gate(&mut next, Duration::from_secs(5), later),
+            Gate::Send(d) if d == Duration::from_secs(5)
+        ));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(
+            seen[0].contains("Opened") && seen[1].contains("Probing") && seen[2].contains("Closed")
+        );
+        assert!(
+            seen.iter()
+                .all(|l| l.starts_with("https://myvault.vault.azure.net "))
+        );
+    }
+
+    #[test]
+    fn without_a_policy_every_request_goes() {
+        let breakers = Breakers::new(None);
+        let t0 = Instant::now();
+        let timeout = TransportError::new(TransportErrorKind::Timeout, "no answer");
+        for _ in 0..10 {
+            let mut op = sign_op(t0);
+            breakers.record(&op, Err(&timeout), t0);
+            assert!(matches!(
+                breakers.gate(&mut op, Duration::from_secs(5), t0),
+                Gate::Send(_)
+            ));
+        }
     }
 
     #[test]

@@ -96,13 +96,30 @@ impl Lab {
     /// Stops the emulator, runs `during` while it is down, then starts it again on the same
     /// port with the same keys (issued tokens are forgotten, as after a real outage).
     pub fn outage<T>(&mut self, during: impl FnOnce(&Lab) -> T) -> T {
+        self.stop_vault();
+        let result = during(self);
+        self.start_vault();
+        result
+    }
+
+    /// Stops the emulator; its port is free until [`Lab::start_vault`].
+    pub fn stop_vault(&mut self) {
         if let Some(running) = self.emulator.take() {
             running.stop();
         }
-        let result = during(self);
-        self.emulator =
-            Some(Emulator::start(self.config.clone()).expect("emulator restarts on its port"));
-        result
+    }
+
+    /// Starts the emulator again on its port with the same keys, if it is stopped.
+    pub fn start_vault(&mut self) {
+        if self.emulator.is_none() {
+            self.emulator =
+                Some(Emulator::start(self.config.clone()).expect("emulator restarts on its port"));
+        }
+    }
+
+    /// The emulator's address (also while it is stopped).
+    pub fn vault_addr(&self) -> std::net::SocketAddr {
+        self.config.listen
     }
 
     /// The engine settings (as environment variables) that point at the emulator.

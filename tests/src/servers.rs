@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::emulator::Faults;
 use crate::lab::Lab;
+use crate::support::free_port;
 
 /// A CA (its key in a plain file) that certifies vault keys through CSRs made by the engine.
 pub struct TestCa {
@@ -51,8 +52,6 @@ impl TestCa {
     /// A certificate for the vault key `key` (a CSR signed through the engine, then by the CA).
     pub fn issue(&self, lab: &Lab, key: &str, cn: &str, client: bool) -> String {
         let csr = lab.path(&format!("{cn}.csr"));
-        let crt = lab.path(&format!("{cn}.crt"));
-        let ext = lab.path(&format!("{cn}.ext"));
         lab.ok(&[
             "req",
             "-new",
@@ -67,6 +66,34 @@ impl TestCa {
             "-out",
             &csr,
         ]);
+        self.sign(lab, &csr, cn, client)
+    }
+
+    /// A local P-256 key file and a server certificate for it: (certificate, key file).
+    pub fn issue_local(&self, lab: &Lab, cn: &str) -> (String, String) {
+        let key = lab.path(&format!("{cn}.key"));
+        let csr = lab.path(&format!("{cn}.csr"));
+        lab.ok(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-subj",
+            &format!("/CN={cn}"),
+            "-out",
+            &csr,
+        ]);
+        (self.sign(lab, &csr, cn, false), key)
+    }
+
+    fn sign(&self, lab: &Lab, csr: &str, cn: &str, client: bool) -> String {
+        let crt = lab.path(&format!("{cn}.crt"));
+        let ext = lab.path(&format!("{cn}.ext"));
         let usage = if client {
             "extendedKeyUsage=clientAuth"
         } else {
@@ -77,7 +104,7 @@ impl TestCa {
             "x509",
             "-req",
             "-in",
-            &csr,
+            csr,
             "-CA",
             &self.cert,
             "-CAkey",
@@ -427,4 +454,188 @@ pub fn handshakes(port: u16, ca: &Path, total: usize, threads: usize) -> LoadRep
         report.errors.extend(errors);
     }
     report
+}
+
+/// What a server did while its vault was out: the local site's requests (when, how long,
+/// whether answered) and the vault site's handshakes (when, whether answered), times counted
+/// from the start of the outage.
+#[derive(Debug, Default)]
+pub struct OutageReport {
+    /// The local-key site: (start, latency, answered 200).
+    pub local: Vec<(Duration, Duration, bool)>,
+    /// The vault-key site: (end, answered 200).
+    pub vault: Vec<(Duration, bool)>,
+    /// When the vault came back.
+    pub back_at: Duration,
+}
+
+impl OutageReport {
+    /// The local site's latencies (sorted) for requests started within `from..to`, and how
+    /// many of them failed.
+    pub fn local_between(&self, from: Duration, to: Duration) -> (Vec<Duration>, usize) {
+        let within: Vec<_> = self
+            .local
+            .iter()
+            .filter(|(at, _, _)| *at >= from && *at < to)
+            .collect();
+        let mut latencies: Vec<Duration> = within.iter().map(|(_, l, _)| *l).collect();
+        latencies.sort();
+        (latencies, within.iter().filter(|(_, _, ok)| !ok).count())
+    }
+
+    /// How long after the vault came back the vault site answered again, for good: the end
+    /// of the first success after which nothing failed.
+    pub fn recovered_after(&self) -> Option<Duration> {
+        let after: Vec<_> = self
+            .vault
+            .iter()
+            .filter(|(at, _)| *at >= self.back_at)
+            .collect();
+        let last_failure = after.iter().rposition(|(_, ok)| !ok);
+        let first_good = match last_failure {
+            Some(i) => after.get(i + 1),
+            None => after.first(),
+        }?;
+        Some(first_good.0.saturating_sub(self.back_at))
+    }
+}
+
+/// The quantile `q` (0..1) of sorted latencies.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Runs a steady load through a vault outage: 8 threads of handshakes to `vault_port` (one
+/// every 50 ms each) and one request to `local_port` every 20 ms. `switch(true)` starts the
+/// outage, which lasts `outage`; `switch(false)` ends it; the load goes on for `after` more.
+pub fn load_through_outage(
+    vault_port: u16,
+    local_port: u16,
+    ca: &Path,
+    outage: Duration,
+    after: Duration,
+    mut switch: impl FnMut(bool),
+) -> OutageReport {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+    let configs = [client_config(ca, true), client_config(ca, false)];
+    let stop = AtomicBool::new(false);
+    let local = Mutex::new(Vec::new());
+    let vault = Mutex::new(Vec::new());
+    let mut back_at = Duration::ZERO;
+    let start = Instant::now();
+    switch(true);
+    std::thread::scope(|scope| {
+        for n in 0..8 {
+            let (stop, vault, config) = (&stop, &vault, configs[n % 2].clone());
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let ok = one_request(vault_port, config.clone()).is_ok();
+                    vault.lock().unwrap().push((start.elapsed(), ok));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+        }
+        let (stop_ref, local_ref, config) = (&stop, &local, configs[0].clone());
+        scope.spawn(move || {
+            while !stop_ref.load(Ordering::Relaxed) {
+                let at = start.elapsed();
+                let began = Instant::now();
+                let ok = one_request(local_port, config.clone()).is_ok();
+                local_ref.lock().unwrap().push((at, began.elapsed(), ok));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        std::thread::sleep(outage);
+        switch(false);
+        back_at = start.elapsed();
+        std::thread::sleep(after);
+        stop.store(true, Ordering::Relaxed);
+    });
+    OutageReport {
+        local: local.into_inner().unwrap(),
+        vault: vault.into_inner().unwrap(),
+        back_at,
+    }
+}
+
+/// What a server did through a vault outage ([`load_through_outage`]).
+#[derive(Debug)]
+pub struct HangFigures {
+    /// The local site's requests started after `settled` and before the vault came back.
+    pub local: Vec<Duration>,
+    /// How many of them failed.
+    pub local_failed: usize,
+    /// The slowest local request before `settled`.
+    pub local_worst_before: Duration,
+    /// Vault-site handshakes ended after `settled` and before the vault came back, and how
+    /// many of them succeeded.
+    pub vault_during: (usize, usize),
+    /// How long after the vault came back vault handshakes succeeded for good.
+    pub recovered: Option<Duration>,
+}
+
+/// nginx with 4 workers serving a vault-key site and a local-key site (its certificate from
+/// `ca`); steady load on both while the vault hangs (accepts connections, never answers) for
+/// `outage`, then answers again for `after`. Figures count from `settled` into the outage.
+/// The nginx is returned running, for its logs.
+pub fn nginx_through_a_vault_hang(
+    lab: &Lab,
+    ca: &TestCa,
+    name: &str,
+    outage: Duration,
+    after: Duration,
+    settled: Duration,
+) -> (HangFigures, Nginx) {
+    let vault_crt = ca.issue(lab, "p256", &format!("{name}-vault-site"), false);
+    let (local_crt, local_key) = ca.issue_local(lab, &format!("{name}-local-site"));
+    let (vault_port, local_port) = (free_port(), free_port());
+    let site = |port: u16, crt: &str, key: &str| {
+        format!(
+            "    server {{\n        listen 127.0.0.1:{port} ssl;\n        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_certificate {crt};\n        ssl_certificate_key {key};\n        location / {{ return 200 \"ok\\n\"; }}\n    }}\n"
+        )
+    };
+    let body = site(
+        vault_port,
+        &vault_crt,
+        "\"engine:e_akv:vault:myvault:p256\"",
+    ) + &site(local_port, &local_crt, &local_key);
+    let nginx = Nginx::start(lab, name, 4, &body, vault_port);
+    let ca_cert = Path::new(&ca.cert);
+    for port in [vault_port, local_port] {
+        let warm = handshakes(port, ca_cert, 32, 8);
+        assert_eq!(warm.failed, 0, "{port}: {:?}", warm.errors);
+    }
+    let emulator = lab.emulator();
+    let report = load_through_outage(vault_port, local_port, ca_cert, outage, after, |down| {
+        emulator.set_faults(Faults {
+            latency_ms: if down { 600_000 } else { 0 },
+            ..Faults::default()
+        })
+    });
+    (HangFigures::of(&report, settled), nginx)
+}
+
+impl HangFigures {
+    /// The figures of a run, counting from `settled` into the outage.
+    pub fn of(report: &OutageReport, settled: Duration) -> HangFigures {
+        let (local, local_failed) = report.local_between(settled, report.back_at);
+        let (before, _) = report.local_between(Duration::ZERO, settled);
+        let during: Vec<bool> = report
+            .vault
+            .iter()
+            .filter(|(at, _)| *at >= settled && *at < report.back_at)
+            .map(|(_, ok)| *ok)
+            .collect();
+        HangFigures {
+            local,
+            local_failed,
+            local_worst_before: before.last().copied().unwrap_or_default(),
+            vault_during: (during.len(), during.iter().filter(|ok| **ok).count()),
+            recovered: report.recovered_after(),
+        }
+    }
 }

@@ -3,11 +3,13 @@
 //! use vault keys unchanged.
 
 use std::path::Path;
+use std::time::Duration;
 
 use akv_tests::frontends::{FrontEnd, OpenSsl, s_client};
 use akv_tests::lab::Lab;
 use akv_tests::servers::{
-    Haproxy, Nginx, TestCa, handshakes, handshakes_under_faults, outage_then_recovery,
+    HangFigures, Haproxy, Nginx, TestCa, handshakes, handshakes_under_faults, load_through_outage,
+    outage_then_recovery, quantile,
 };
 use akv_tests::support::{TempDir, free_port, provider_dir};
 
@@ -642,4 +644,115 @@ fn haproxy_rides_out_throttling_and_recovers_from_an_outage() {
         detail()
     );
     outage_then_recovery(lab, port, ca, || haproxy.output());
+}
+
+/// A vault whose port swallows connections (a listener that never accepts: connects hang or
+/// time out, requests get no answer) does not take HAProxy down with it: 4 threads share
+/// one circuit, so after the first failures the vault-key site fails handshakes at once
+/// while the local-key site answers promptly (p99 under 100 ms); when the vault is back,
+/// the vault-key site serves again within the longest cool-down, with no restart.
+#[test]
+fn haproxy_keeps_serving_while_the_vault_port_swallows_connections() {
+    let mut rl = RefLab::new("haproxy-hang", &["p256"]);
+    let log = rl.lab.path("akv.log");
+    rl.lab.set_env("AKV_LOG_LEVEL", "info");
+    rl.lab.set_env("AKV_LOG_FILE", &log);
+    let (local_crt, local_key) = rl.ca.issue_local(&rl.lab, "haproxy-local");
+    let local_pem = rl.lab.write(
+        "haproxy-local.pem",
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&local_crt).unwrap(),
+            std::fs::read_to_string(&local_key).unwrap()
+        )
+        .as_bytes(),
+    );
+    let (vault_port, local_port) = (rl.served[0].port, free_port());
+    let binds = format!(
+        "    bind 127.0.0.1:{vault_port} ssl crt {}\n    bind 127.0.0.1:{local_port} ssl crt {local_pem}\n",
+        haproxy_pem(&rl.lab, &rl.served[0])
+    );
+    rl.use_provider();
+    let haproxy = Haproxy::start(
+        &rl.lab,
+        "haproxy-hang",
+        &haproxy_config(&binds, "ok"),
+        vault_port,
+        false,
+    );
+    let RefLab { lab, ca, .. } = &mut rl;
+    let ca = Path::new(&ca.cert);
+    for port in [vault_port, local_port] {
+        let warm = handshakes(port, ca, 16, 4);
+        assert_eq!(warm.failed, 0, "{port}: {:?}", warm.errors);
+    }
+    let vault_addr = lab.vault_addr();
+    let mut swallower = None;
+    let report = load_through_outage(
+        vault_port,
+        local_port,
+        ca,
+        Duration::from_secs(20),
+        Duration::from_secs(14),
+        |down| {
+            if down {
+                lab.stop_vault();
+                // Bound, never accepting: connections wait in the backlog unanswered.
+                swallower =
+                    Some(std::net::TcpListener::bind(vault_addr).expect("the vault's port"));
+            } else {
+                swallower = None;
+                lab.start_vault();
+            }
+        },
+    );
+    let settled = Duration::from_secs(12);
+    let f = HangFigures::of(&report, settled);
+    let (p50, p99) = (quantile(&f.local, 0.5), quantile(&f.local, 0.99));
+    eprintln!(
+        "vault port swallowing connections: HAProxy local site {} requests, p50 {p50:?}, p99 {p99:?}, {} failed; worst in the first 12 s {:?}; vault site {:?} handshakes (ok) meanwhile, recovered {:?} after",
+        f.local.len(),
+        f.local_failed,
+        f.local_worst_before,
+        f.vault_during,
+        f.recovered
+    );
+    assert_eq!(f.local_failed, 0, "{}", haproxy.output());
+    assert!(f.local.len() > 100);
+    assert!(
+        p99 < Duration::from_millis(100),
+        "local p99 {p99:?}\n{}",
+        haproxy.output()
+    );
+    assert!(
+        f.vault_during.0 > 50 && f.vault_during.1 == 0,
+        "{:?}",
+        f.vault_during
+    );
+    let recovered = f.recovered.unwrap_or_else(|| {
+        let after: Vec<_> = report
+            .vault
+            .iter()
+            .filter(|(at, _)| *at >= report.back_at)
+            .collect();
+        panic!(
+            "the vault site serves again: back at {:?}, after: {} handshakes, {} ok, last {:?}\n{}\n{}",
+            report.back_at,
+            after.len(),
+            after.iter().filter(|(_, ok)| *ok).count(),
+            after.last(),
+            haproxy.output(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert!(
+        recovered <= Duration::from_secs(12),
+        "recovered after {recovered:?}"
+    );
+    // One process, one circuit: opened once, closed once, and no line per failed handshake
+    // at the error level (they are at debug).
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(logged.matches("now fail at once").count(), 1, "{logged}");
+    assert_eq!(logged.matches("answers again after").count(), 1, "{logged}");
+    assert!(!logged.contains("failing fast, next probe"), "{logged}");
 }

@@ -965,3 +965,49 @@ fn connection_reset_and_truncated_bodies_on_both_backends() {
         );
     }
 }
+
+/// A vault whose port refuses connections, on both backends: the first operation's retries
+/// open the vault's circuit (two refused connects), so it ends saying the vault is
+/// unreachable instead of retrying for its budget, and the next operations fail at once.
+#[test]
+fn refused_connections_open_the_circuit_on_both_backends() {
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for backend in BACKENDS {
+        let imds = control.block_on(MockServer::start());
+        control.block_on(imds.register(imds_token("tok-1", 3600)));
+        // A port that was free a moment ago: connects are refused.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = Client::new(
+            backend,
+            &format!("http://{closed}"),
+            OperationConfig::default(),
+            CredentialSource::imds(&imds.uri(), None).unwrap(),
+            None,
+        );
+        let started = Instant::now();
+        let first = client.run("vault:myvault:k", sign_es256()).unwrap_err();
+        assert!(
+            matches!(first, Error::Unreachable { .. })
+                && first.to_string().contains("cannot connect"),
+            "{backend:?}: {first}"
+        );
+        let then = Instant::now();
+        for _ in 0..20 {
+            let e = client.run("vault:myvault:k", sign_es256()).unwrap_err();
+            assert!(matches!(e, Error::Unreachable { .. }), "{backend:?}: {e}");
+        }
+        assert!(
+            then.elapsed() < Duration::from_millis(500),
+            "{backend:?}: 20 operations failed at once, not in {:?}",
+            then.elapsed()
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{backend:?}");
+    }
+}

@@ -19,7 +19,7 @@ use akv_proto::{
 };
 use akv_tests::emulator::Faults;
 use akv_tests::lab::Lab;
-use akv_tests::servers::{Nginx, TestCa, handshakes};
+use akv_tests::servers::{Nginx, TestCa, handshakes, nginx_through_a_vault_hang, quantile};
 use akv_tests::support::free_port;
 use akv_tests::trace::Trace;
 
@@ -398,6 +398,61 @@ fn micro(mut f: impl FnMut()) -> f64 {
     batches[2]
 }
 
+/// nginx (4 workers, a vault-key site and a local-key site, steady load on both) while the
+/// vault hangs, with the circuit breaker off (as before issue 15) and on (the default).
+fn outage_section(report: &mut String, root: &Path, quick: bool) {
+    let outage = Duration::from_secs(if quick { 18 } else { 25 });
+    let settled = Duration::from_secs(12);
+    writeln!(report, "## nginx while the vault hangs\n").unwrap();
+    writeln!(
+        report,
+        "nginx with 4 workers serves a site whose key is in the vault and a site with a local key file. Under steady load on both (8 threads of handshakes to the vault site, one request every 20 ms to the local one), the vault stops answering (it accepts connections and never replies) for {} s, then answers again. The local site's latency is measured from {} s into the outage (after each worker's first operation has spent its 10 s budget) to the vault's return.\n",
+        outage.as_secs(),
+        settled.as_secs()
+    )
+    .unwrap();
+    writeln!(report, "| circuit breaker | local site p50 / p99 (ms) | local failures | slowest local request in the first {} s | vault handshakes meanwhile (ok) | vault site back after |", settled.as_secs()).unwrap();
+    writeln!(report, "|---|---:|---:|---:|---:|---:|").unwrap();
+    for (label, failures) in [("off (`BREAKER_FAILURES=0`)", "0"), ("on (default)", "2")] {
+        let dir = root.join(format!("outage-{failures}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut lab = Lab::start(&dir, &[("p256", "p256")], |_| {});
+        lab.set_env("AKV_BREAKER_FAILURES", failures);
+        let ca = TestCa::new(&lab);
+        let (f, nginx) = nginx_through_a_vault_hang(
+            &lab,
+            &ca,
+            "nginx-outage",
+            outage,
+            Duration::from_secs(14),
+            settled,
+        );
+        drop(nginx);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        writeln!(
+            report,
+            "| {label} | {:.1} / {:.1} | {} of {} | {:.1} s | {} ({}) | {} |",
+            ms(quantile(&f.local, 0.5)),
+            ms(quantile(&f.local, 0.99)),
+            f.local_failed,
+            f.local.len(),
+            f.local_worst_before.as_secs_f64(),
+            f.vault_during.0,
+            f.vault_during.1,
+            f.recovered
+                .map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "not within 14 s".into())
+        )
+        .unwrap();
+        eprintln!(
+            "outage, breaker {label}: local p99 {:?}, vault back after {:?}",
+            quantile(&f.local, 0.99),
+            f.recovered
+        );
+    }
+    writeln!(report).unwrap();
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let ops = if quick { 400 } else { 2000 };
@@ -532,7 +587,10 @@ fn main() {
     )
     .unwrap();
 
-    // 6. Async backend.
+    // 6. nginx through a vault hang, without and with the circuit breaker.
+    outage_section(&mut report, &root, quick);
+
+    // 7. Async backend.
     let async_ops = if quick { 1000 } else { 4000 };
     let concurrent = async_run(&lab, 64, async_ops);
     let blocking = floor_run(&lab, "p256", "ecdsa", 8, async_ops);
