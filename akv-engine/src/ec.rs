@@ -97,7 +97,28 @@ fn ours(key: *const ffi::EC_KEY) -> Option<Arc<VaultKey>> {
     keys::lookup(key.cast())
 }
 
+/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn ec_sign(
+    kind: c_int,
+    dgst: *const c_uchar,
+    dlen: c_int,
+    sig: *mut c_uchar,
+    siglen: *mut c_uint,
+    kinv: *const ffi::BIGNUM,
+    r: *const ffi::BIGNUM,
+    eckey: *mut ffi::EC_KEY,
+) -> c_int {
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe {
+        akv_frontend::async_job::run_off_the_fibre(0, move || {
+            ec_sign_here(kind, dgst, dlen, sig, siglen, kinv, r, eckey)
+        })
+    }
+}
+
+// The C callback's arguments, passed through unchanged.
+#[allow(clippy::too_many_arguments)]
+unsafe fn ec_sign_here(
     kind: c_int,
     dgst: *const c_uchar,
     dlen: c_int,
@@ -138,7 +159,23 @@ unsafe extern "C" fn ec_sign(
     })
 }
 
+/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn ec_sign_sig(
+    dgst: *const c_uchar,
+    dlen: c_int,
+    kinv: *const ffi::BIGNUM,
+    r: *const ffi::BIGNUM,
+    eckey: *mut ffi::EC_KEY,
+) -> *mut ffi::ECDSA_SIG {
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe {
+        akv_frontend::async_job::run_off_the_fibre(std::ptr::null_mut(), move || {
+            ec_sign_sig_here(dgst, dlen, kinv, r, eckey)
+        })
+    }
+}
+
+unsafe fn ec_sign_sig_here(
     dgst: *const c_uchar,
     dlen: c_int,
     kinv: *const ffi::BIGNUM,

@@ -181,7 +181,28 @@ unsafe fn run_pkey_op(
     })
 }
 
+/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn pkey_sign(
+    ctx: *mut ffi::EVP_PKEY_CTX,
+    sig: *mut c_uchar,
+    siglen: *mut usize,
+    tbs: *const c_uchar,
+    tbslen: usize,
+) -> c_int {
+    if sig.is_null() {
+        // A size query: nothing remote, nothing to move.
+        // SAFETY: the arguments OpenSSL passed.
+        return unsafe { pkey_sign_here(ctx, sig, siglen, tbs, tbslen) };
+    }
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe {
+        akv_frontend::async_job::run_off_the_fibre(0, move || {
+            pkey_sign_here(ctx, sig, siglen, tbs, tbslen)
+        })
+    }
+}
+
+unsafe fn pkey_sign_here(
     ctx: *mut ffi::EVP_PKEY_CTX,
     sig: *mut c_uchar,
     siglen: *mut usize,
@@ -227,7 +248,28 @@ unsafe extern "C" fn pkey_sign(
     }
 }
 
+/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn pkey_decrypt(
+    ctx: *mut ffi::EVP_PKEY_CTX,
+    out: *mut c_uchar,
+    outlen: *mut usize,
+    input: *const c_uchar,
+    inlen: usize,
+) -> c_int {
+    if out.is_null() {
+        // A size query: nothing remote, nothing to move.
+        // SAFETY: the arguments OpenSSL passed.
+        return unsafe { pkey_decrypt_here(ctx, out, outlen, input, inlen) };
+    }
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe {
+        akv_frontend::async_job::run_off_the_fibre(0, move || {
+            pkey_decrypt_here(ctx, out, outlen, input, inlen)
+        })
+    }
+}
+
+unsafe fn pkey_decrypt_here(
     ctx: *mut ffi::EVP_PKEY_CTX,
     out: *mut c_uchar,
     outlen: *mut usize,

@@ -5,11 +5,13 @@
 //! enough stack, loading a vault key and the remote operations, and failures as reason codes
 //! with readable messages behind a panic guard.
 //!
-//! Nothing here calls OpenSSL: the provider must not link libcrypto (a module built once
-//! serves both `libcrypto.so.3` and `libcrypto.so.4` processes). Nothing here starts a
+//! Nothing here links OpenSSL: the provider must not link libcrypto (a module built once
+//! serves both `libcrypto.so.3` and `libcrypto.so.4` processes); the ASYNC job functions are
+//! found by name in the hosting libcrypto at run time. Nothing here starts a
 //! thread or opens a socket before the first operation (servers fork after loading keys),
 //! reuses a parent's connections after a fork, or puts a token into a log line or an error.
 
+pub mod async_job;
 pub mod failure;
 pub mod log;
 pub mod remote;

@@ -134,7 +134,29 @@ unsafe extern "C" fn decrypt_init(
     })
 }
 
+/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn decrypt(
+    ctx: *mut c_void,
+    out: *mut u8,
+    outlen: *mut usize,
+    outsize: usize,
+    input: *const u8,
+    inlen: usize,
+) -> c_int {
+    if out.is_null() {
+        // A size query: nothing remote, nothing to move.
+        // SAFETY: the arguments OpenSSL passed.
+        return unsafe { decrypt_here(ctx, out, outlen, outsize, input, inlen) };
+    }
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe {
+        akv_frontend::async_job::run_off_the_fibre(0, move || {
+            decrypt_here(ctx, out, outlen, outsize, input, inlen)
+        })
+    }
+}
+
+unsafe fn decrypt_here(
     ctx: *mut c_void,
     out: *mut u8,
     outlen: *mut usize,

@@ -317,7 +317,29 @@ unsafe extern "C" fn sign_init(
     })
 }
 
+/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn sign(
+    ctx: *mut c_void,
+    sig: *mut u8,
+    siglen: *mut usize,
+    sigsize: usize,
+    tbs: *const u8,
+    tbslen: usize,
+) -> c_int {
+    if sig.is_null() {
+        // A size query: nothing remote, nothing to move.
+        // SAFETY: the arguments OpenSSL passed.
+        return unsafe { sign_here(ctx, sig, siglen, sigsize, tbs, tbslen) };
+    }
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe {
+        akv_frontend::async_job::run_off_the_fibre(0, move || {
+            sign_here(ctx, sig, siglen, sigsize, tbs, tbslen)
+        })
+    }
+}
+
+unsafe fn sign_here(
     ctx: *mut c_void,
     sig: *mut u8,
     siglen: *mut usize,
@@ -390,7 +412,27 @@ unsafe extern "C" fn digest_sign_update(ctx: *mut c_void, data: *const u8, len: 
     })
 }
 
+/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn digest_sign_final(
+    ctx: *mut c_void,
+    sig: *mut u8,
+    siglen: *mut usize,
+    sigsize: usize,
+) -> c_int {
+    if sig.is_null() {
+        // A size query: nothing remote, nothing to move.
+        // SAFETY: the arguments OpenSSL passed.
+        return unsafe { digest_sign_final_here(ctx, sig, siglen, sigsize) };
+    }
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe {
+        akv_frontend::async_job::run_off_the_fibre(0, move || {
+            digest_sign_final_here(ctx, sig, siglen, sigsize)
+        })
+    }
+}
+
+unsafe fn digest_sign_final_here(
     ctx: *mut c_void,
     sig: *mut u8,
     siglen: *mut usize,

@@ -300,6 +300,8 @@ pub struct LoadReport {
     pub errors: Vec<String>,
     /// Wall time.
     pub elapsed: Duration,
+    /// How long each successful handshake (with its request) took, sorted.
+    pub latencies: Vec<Duration>,
 }
 
 fn client_config(ca: &Path, tls13: bool) -> Arc<rustls::ClientConfig> {
@@ -413,29 +415,33 @@ pub fn handshakes(port: u16, ca: &Path, total: usize, threads: usize) -> LoadRep
     let configs = [client_config(ca, true), client_config(ca, false)];
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let results: Vec<(usize, usize, Vec<String>)> = std::thread::scope(|scope| {
+    let results: Vec<LoadReport> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let next = next.clone();
                 let configs = configs.clone();
                 scope.spawn(move || {
-                    let (mut ok, mut failed, mut errors) = (0, 0, Vec::new());
+                    let mut mine = LoadReport::default();
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         if n >= total {
                             break;
                         }
+                        let began = Instant::now();
                         match one_request(port, configs[n % 2].clone()) {
-                            Ok(_) => ok += 1,
+                            Ok(_) => {
+                                mine.ok += 1;
+                                mine.latencies.push(began.elapsed());
+                            }
                             Err(e) => {
-                                failed += 1;
-                                if errors.len() < 5 {
-                                    errors.push(e);
+                                mine.failed += 1;
+                                if mine.errors.len() < 5 {
+                                    mine.errors.push(e);
                                 }
                             }
                         }
                     }
-                    (ok, failed, errors)
+                    mine
                 })
             })
             .collect();
@@ -448,11 +454,13 @@ pub fn handshakes(port: u16, ca: &Path, total: usize, threads: usize) -> LoadRep
         elapsed: started.elapsed(),
         ..LoadReport::default()
     };
-    for (ok, failed, errors) in results {
-        report.ok += ok;
-        report.failed += failed;
-        report.errors.extend(errors);
+    for mine in results {
+        report.ok += mine.ok;
+        report.failed += mine.failed;
+        report.errors.extend(mine.errors);
+        report.latencies.extend(mine.latencies);
     }
+    report.latencies.sort();
     report
 }
 

@@ -218,3 +218,20 @@ pub fn compile_c_against(dir: &Path, name: &str, optimize: &str, prefix: Option<
     );
     bin
 }
+
+/// Writes an openssl.cnf into the lab that activates the default provider, then akv from
+/// `dir`'s providers folder; returns its path (for `OPENSSL_CONF`).
+pub fn provider_cnf(lab: &crate::lab::Lab, dir: &Path) -> String {
+    let providers = provider_dir(dir);
+    lab.write(
+        "akv-provider.cnf",
+        format!(
+            "openssl_conf = openssl_init\n[openssl_init]\nproviders = provider_section\n\
+             [provider_section]\ndefault = default_section\nakv = akv_section\n\
+             [default_section]\nactivate = 1\n\
+             [akv_section]\nmodule = {}\nactivate = 1\n",
+            providers.join("akv.so").display()
+        )
+        .as_bytes(),
+    )
+}

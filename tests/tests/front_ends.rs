@@ -481,6 +481,37 @@ fn tls_handshakes_with_s_server() {
     }
 }
 
+/// `s_server -async` runs its handshakes in OpenSSL ASYNC jobs, on a 32 KiB stack: the
+/// remote signature moves off that stack while the job waits, paused, on every front end,
+/// RSA and EC, TLS 1.3 and 1.2, verified by `s_client`.
+/// (s_server serves one connection at a time, and its `-www` mode sleeps a second whenever
+/// a read must wait for a job: this checks correctness; HAProxy shows the throughput.)
+#[test]
+fn s_server_async_handshakes_on_every_front_end() {
+    let lab = lab();
+    for fe in FrontEnd::all() {
+        for name in ["rsa2048", "p256"] {
+            let crt = self_signed(&fe, lab, name, &["-sha256"]);
+            let port = free_port();
+            let mut args = fe.key_args("-keyform", "-key", &key(name));
+            args.extend(strings(&["-cert", &crt, "-async"]));
+            let mut server = fe.s_server(lab, &args, port);
+            for (version, proto) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+                let text = s_client(lab, port, version, &crt, None);
+                assert!(
+                    text.contains("Verification: OK") && text.contains(&format!("New, {proto}")),
+                    "{}: {name} {version} with -async:\n{text}",
+                    fe.name()
+                );
+            }
+            let alive = server.try_wait().unwrap().is_none();
+            let _ = server.kill();
+            let _ = server.wait();
+            assert!(alive, "{}: s_server -async died", fe.name());
+        }
+    }
+}
+
 /// Loading a front end must not change what happens to local keys: signatures with file
 /// keys, and TLS 1.2 ECDHE-ECDSA with a file key (which broke on OpenSSL 3.0 when the akv
 /// provider was listed before the default one).

@@ -1,0 +1,296 @@
+//! OpenSSL ASYNC jobs: when a server runs its handshakes in jobs (`SSL_MODE_ASYNC`, HAProxy
+//! `ssl-mode-async`, `openssl s_server -async`), a remote operation does not block the
+//! server's thread. The callback's work moves to a thread of its own, the job gets a file
+//! descriptor that becomes readable when the result is in, and pauses; the server serves
+//! others meanwhile and resumes the job when the descriptor fires.
+//!
+//! The ASYNC functions are looked up by name in the libcrypto that loaded us: the provider
+//! links no libcrypto, and the engine uses the same code. Outside a job nothing changes.
+//!
+//! A job runs on OpenSSL's 32 KiB fibre, which a remote operation's frames would overflow
+//! (measured: 20 KiB between an engine callback and the network call, on top of libssl's
+//! frames): on the fibre only the hand-over and the wait run. A job an application abandons
+//! (a client that disconnected mid-handshake) is never resumed: what the wait owns is
+//! reached only through the descriptor's entry in the job's wait context, which OpenSSL
+//! cleans up.
+
+use std::any::Any;
+use std::ffi::{c_int, c_void};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::failure::{Failure, Reason};
+
+type GetCurrentJob = unsafe extern "C" fn() -> *mut c_void;
+type GetWaitCtx = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+type Cleanup = unsafe extern "C" fn(*mut c_void, *const c_void, c_int, *mut c_void);
+type SetWaitFd =
+    unsafe extern "C" fn(*mut c_void, *const c_void, c_int, *mut c_void, Option<Cleanup>) -> c_int;
+type GetFd =
+    unsafe extern "C" fn(*mut c_void, *const c_void, *mut c_int, *mut *mut c_void) -> c_int;
+type PauseJob = unsafe extern "C" fn() -> c_int;
+
+/// The ASYNC functions of the hosting libcrypto.
+struct Api {
+    current_job: GetCurrentJob,
+    wait_ctx: GetWaitCtx,
+    set_wait_fd: SetWaitFd,
+    get_fd: GetFd,
+    pause_job: PauseJob,
+}
+
+static API: OnceLock<Option<Api>> = OnceLock::new();
+
+fn api() -> Option<&'static Api> {
+    API.get_or_init(|| {
+        // SAFETY: dlsym with NUL-terminated names; each symbol, when present, has the C type
+        // OpenSSL 3.0 through 4.x declare for it (async.h), which the types above copy.
+        unsafe {
+            let find = |name: &std::ffi::CStr| {
+                let f = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+                (!f.is_null()).then_some(f)
+            };
+            Some(Api {
+                current_job: std::mem::transmute::<*mut c_void, GetCurrentJob>(find(
+                    c"ASYNC_get_current_job",
+                )?),
+                wait_ctx: std::mem::transmute::<*mut c_void, GetWaitCtx>(find(
+                    c"ASYNC_get_wait_ctx",
+                )?),
+                set_wait_fd: std::mem::transmute::<*mut c_void, SetWaitFd>(find(
+                    c"ASYNC_WAIT_CTX_set_wait_fd",
+                )?),
+                get_fd: std::mem::transmute::<*mut c_void, GetFd>(find(c"ASYNC_WAIT_CTX_get_fd")?),
+                pause_job: std::mem::transmute::<*mut c_void, PauseJob>(find(c"ASYNC_pause_job")?),
+            })
+        }
+    })
+    .as_ref()
+}
+
+/// The ASYNC job the calling thread runs in.
+pub struct Job {
+    api: &'static Api,
+    job: *mut c_void,
+}
+
+/// The job the calling thread runs in, if any.
+pub fn current() -> Option<Job> {
+    let api = api()?;
+    // SAFETY: a libcrypto function without arguments.
+    let job = unsafe { (api.current_job)() };
+    (!job.is_null()).then_some(Job { api, job })
+}
+
+/// An eventfd, closed when the last holder lets go: the job's wait context and the thread
+/// of an operation in flight each hold it, so a descriptor is never closed under a write.
+struct EventFd(c_int);
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: our eventfd, closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// What an operation's thread hands back (type-erased: one waiter serves every callback).
+type Outcome = Arc<Mutex<Option<Box<dyn Any + Send>>>>;
+
+/// Our entry in a job's wait context, kept for the context's life (one descriptor per
+/// connection, as servers that poll the descriptors expect: a descriptor closed and its
+/// number reused between operations confuses them).
+struct Waiter {
+    fd: Arc<EventFd>,
+    outcome: Outcome,
+}
+
+/// Sets the result and wakes the job.
+pub struct Done {
+    fd: Arc<EventFd>,
+    outcome: Outcome,
+}
+
+impl Done {
+    /// Hands over the result and makes the job's descriptor readable.
+    pub fn finish<T: Send + 'static>(self, value: T) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(value));
+        let one: u64 = 1;
+        // SAFETY: an 8-byte write to the eventfd this holds open (it counts, never blocks).
+        unsafe { libc::write(self.fd.0, (&one as *const u64).cast(), 8) };
+    }
+}
+
+/// Empties an eventfd (non-blocking), so that it is quiet until the next result.
+fn drain(fd: c_int) {
+    let mut count = 0u64;
+    // SAFETY: an 8-byte read from our non-blocking eventfd.
+    unsafe { libc::read(fd, (&mut count as *mut u64).cast(), 8) };
+}
+
+/// The key of our descriptor in a job's wait context (the address of this static).
+static WAIT_KEY: u8 = 0;
+
+fn wait_key() -> *const c_void {
+    (&WAIT_KEY as *const u8).cast()
+}
+
+/// Called by OpenSSL when it frees a wait context that holds our entry.
+unsafe extern "C" fn cleanup(
+    _ctx: *mut c_void,
+    _key: *const c_void,
+    _fd: c_int,
+    custom: *mut c_void,
+) {
+    if !custom.is_null() {
+        // SAFETY: the Box `waiter` leaked into the wait context, dropped once, here.
+        drop(unsafe { Box::from_raw(custom as *mut Waiter) });
+    }
+}
+
+impl Job {
+    /// This job's waiter: the one of its wait context, or a new one registered there.
+    fn waiter(&self) -> Result<*const Waiter, Failure> {
+        let fail = |why: &str| Failure::new(Reason::Internal, format!("async job: {why}"));
+        // SAFETY: the job is the current one; its context lives as long as the job.
+        let ctx = unsafe { (self.api.wait_ctx)(self.job) };
+        if ctx.is_null() {
+            return Err(fail("no wait context"));
+        }
+        let (mut fd, mut custom) = (-1, std::ptr::null_mut());
+        // SAFETY: looks up our key; custom is then the Box we registered.
+        if unsafe { (self.api.get_fd)(ctx, wait_key(), &mut fd, &mut custom) } == 1
+            && !custom.is_null()
+        {
+            return Ok(custom as *const Waiter);
+        }
+        // SAFETY: a non-blocking, close-on-exec eventfd, owned by the EventFd from here.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(fail("cannot make an eventfd"));
+        }
+        let waiter = Box::into_raw(Box::new(Waiter {
+            fd: Arc::new(EventFd(fd)),
+            outcome: Arc::new(Mutex::new(None)),
+        }));
+        // SAFETY: our key, the fd, the leaked Box and its cleanup for the context to keep.
+        if unsafe { (self.api.set_wait_fd)(ctx, wait_key(), fd, waiter.cast(), Some(cleanup)) } != 1
+        {
+            // SAFETY: not handed to OpenSSL, so still ours.
+            drop(unsafe { Box::from_raw(waiter) });
+            return Err(fail("cannot register the wait descriptor"));
+        }
+        Ok(waiter)
+    }
+
+    /// Starts an operation with `start` (which hands the [`Done`] to whatever finishes the
+    /// operation elsewhere), pauses the job until the result is in, and returns it.
+    pub fn wait<T: Send + 'static>(
+        self,
+        start: impl FnOnce(Done) -> Result<(), Failure>,
+    ) -> Result<T, Failure> {
+        // Only a pointer on this stack: the entry belongs to the wait context, which OpenSSL
+        // cleans up even if the job is never resumed.
+        let waiter = self.waiter()?;
+        // SAFETY: alive while the job is (only the context's cleanup drops it).
+        let (fd, outcome) = unsafe { ((*waiter).fd.clone(), (*waiter).outcome.clone()) };
+        let raw_fd = fd.0;
+        let wake = || {
+            let one: u64 = 1;
+            // SAFETY: an 8-byte write to the eventfd the wait context holds open.
+            unsafe { libc::write(raw_fd, (&one as *const u64).cast(), 8) };
+        };
+        let started = start(Done { fd, outcome });
+        if started.is_err() {
+            wake();
+        }
+        // Always pause at least once, even when the result is already in: the server learns
+        // of the descriptor only from a pause, and one that has seen every descriptor of a
+        // connection removes them all when it closes it (HAProxy asserts so).
+        loop {
+            // SAFETY: called inside the job this is.
+            if unsafe { (self.api.pause_job)() } == 0 {
+                return Err(Failure::new(
+                    Reason::Internal,
+                    "async job: cannot pause the job",
+                ));
+            }
+            if let Err(e) = started {
+                drain(raw_fd);
+                return Err(e);
+            }
+            // SAFETY: as above.
+            let taken = unsafe { &(*waiter).outcome }
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(value) = taken {
+                drain(raw_fd);
+                return value.downcast::<T>().map(|v| *v).map_err(|_| {
+                    Failure::new(Reason::Internal, "async job: a result of another type")
+                });
+            }
+        }
+    }
+}
+
+impl Job {
+    /// Runs `work` on a thread of its own (with a full-size stack) while the job waits,
+    /// paused; returns its result. For callbacks that OpenSSL calls on a job's fibre.
+    pub fn offload<T: 'static>(
+        self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Failure> {
+        self.wait::<Handover<T>>(move |done| {
+            std::thread::Builder::new()
+                .name("akv-job".into())
+                .stack_size(THREAD_STACK)
+                .spawn(move || done.finish(Handover(work())))
+                .map(drop)
+                .map_err(|e| {
+                    Failure::new(
+                        Reason::Internal,
+                        format!("async job: cannot start a thread: {e}"),
+                    )
+                })
+        })
+        .map(Handover::into_inner)
+    }
+}
+
+/// Stack of an offloaded operation's thread (virtual memory: only touched pages count).
+const THREAD_STACK: usize = 8 * 1024 * 1024;
+
+/// Moves values that are not `Send` (OpenSSL's pointers for a callback, and what the
+/// callback returns) between the job and the thread that does the callback's work.
+struct Handover<T>(T);
+
+// SAFETY: only used by `run_off_the_fibre`, for a callback's arguments and result, which
+// nothing else touches while the job that passed them is paused waiting for the thread.
+unsafe impl<T> Send for Handover<T> {}
+
+impl<T> Handover<T> {
+    fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// Runs a callback's `body` where it has the stack it needs: inside an ASYNC job on a
+/// thread of its own while the job waits, paused; elsewhere in place. Returns `on_error`
+/// if the hand-over fails (the reason is logged).
+///
+/// # Safety
+/// `body` may run on another thread: it must use only what the callback's caller leaves
+/// untouched until the callback returns (the callback's arguments), no thread-local state
+/// of the caller's thread.
+pub unsafe fn run_off_the_fibre<T: 'static>(on_error: T, body: impl FnOnce() -> T + 'static) -> T {
+    let Some(job) = current() else {
+        return body();
+    };
+    let body = Handover(body);
+    match job.offload(move || body.into_inner()()) {
+        Ok(result) => result,
+        Err(failure) => {
+            crate::log::error(format_args!("{failure}"));
+            on_error
+        }
+    }
+}
