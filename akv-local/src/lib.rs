@@ -102,11 +102,11 @@ pub fn next_request_id() -> ClientRequestId {
 /// Told of each change of a vault's circuit (for the log), with the vault's origin.
 pub type BreakerObserver = Arc<dyn Fn(&str, &Transition) + Send + Sync>;
 
-/// One circuit breaker per vault origin, shared by every clone of a client (so by every
+/// One circuit breaker per vault host, shared by every clone of a client (so by every
 /// thread of a process that shares it).
 pub struct Breakers {
     policy: Option<BreakerPolicy>,
-    by_origin: Mutex<HashMap<String, Breaker>>,
+    by_host: Mutex<HashMap<String, Breaker>>,
     observer: Mutex<Option<BreakerObserver>>,
 }
 
@@ -131,7 +131,7 @@ impl Breakers {
     pub fn new(policy: Option<BreakerPolicy>) -> Breakers {
         Breakers {
             policy,
-            by_origin: Mutex::new(HashMap::new()),
+            by_host: Mutex::new(HashMap::new()),
             observer: Mutex::new(None),
         }
     }
@@ -141,7 +141,7 @@ impl Breakers {
         *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(observer);
     }
 
-    fn tell(&self, origin: &str, transition: Option<Transition>) {
+    fn tell(&self, op: &Operation, transition: Option<Transition>) {
         let Some(transition) = transition else { return };
         let observer = self
             .observer
@@ -149,7 +149,7 @@ impl Breakers {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(observer) = observer {
-            observer(origin, &transition);
+            observer(&op.key().endpoint().origin(), &transition);
         }
     }
 
@@ -159,14 +159,8 @@ impl Breakers {
         let Some(policy) = &self.policy else {
             return Gate::Send(timeout);
         };
-        let origin = op.key().endpoint().origin();
-        let (admit, transition) = {
-            let mut map = self.by_origin.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(origin.clone())
-                .or_insert_with(|| Breaker::new(policy.clone()))
-                .admit(now)
-        };
-        self.tell(&origin, transition);
+        let (admit, transition) = self.with_breaker(op, policy, |b| b.admit(now));
+        self.tell(op, transition);
         match admit {
             Admit::Go => Gate::Send(timeout),
             Admit::Probe { timeout: cap } => Gate::Send(timeout.min(cap)),
@@ -189,14 +183,26 @@ impl Breakers {
                 None => return,
             },
         };
-        let origin = op.key().endpoint().origin();
-        let transition = {
-            let mut map = self.by_origin.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(origin.clone())
-                .or_insert_with(|| Breaker::new(policy.clone()))
-                .record(outcome, now)
-        };
-        self.tell(&origin, transition);
+        let transition = self.with_breaker(op, policy, |b| b.record(outcome, now));
+        self.tell(op, transition);
+    }
+
+    /// Runs `f` on the breaker of `op`'s vault. Looked up by host, without allocating:
+    /// this runs for every request.
+    fn with_breaker<R>(
+        &self,
+        op: &Operation,
+        policy: &BreakerPolicy,
+        f: impl FnOnce(&mut Breaker) -> R,
+    ) -> R {
+        let host = op.key().endpoint().host();
+        let mut map = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(breaker) = map.get_mut(host) {
+            return f(breaker);
+        }
+        f(map
+            .entry(host.to_owned())
+            .or_insert_with(|| Breaker::new(policy.clone())))
     }
 }
 
