@@ -274,8 +274,9 @@ impl<T> Handover<T> {
 }
 
 /// Runs a callback's `body` where it has the stack it needs: inside an ASYNC job on a
-/// thread of its own while the job waits, paused; elsewhere in place. Returns `on_error`
-/// if the hand-over fails (the reason is logged).
+/// thread of its own while the job waits, paused; elsewhere in place. What the body raises
+/// is raised again on the job's thread, whose error queue the application reads. Returns
+/// `on_error` if the hand-over fails (the reason is logged).
 ///
 /// # Safety
 /// `body` may run on another thread: it must use only what the callback's caller leaves
@@ -286,8 +287,14 @@ pub unsafe fn run_off_the_fibre<T: 'static>(on_error: T, body: impl FnOnce() -> 
         return body();
     };
     let body = Handover(body);
-    match job.offload(move || body.into_inner()()) {
-        Ok(result) => result,
+    match job.offload(move || crate::failure::collect_raised(body.into_inner())) {
+        Ok((result, raised)) => {
+            // Where the application reads its errors: this thread's queue.
+            for failure in raised {
+                failure.raise();
+            }
+            result
+        }
         Err(failure) => {
             crate::log::error(format_args!("{failure}"));
             on_error

@@ -112,12 +112,63 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A front end's way to put a failure on the calling thread's OpenSSL error queue.
+pub type Raise = fn(&Failure, &'static CStr);
+
+/// A failure raised on a thread whose error queue nobody reads, kept to be raised on the
+/// thread that waits for it.
+pub struct Deferred {
+    failure: Failure,
+    function: &'static CStr,
+    raise: Raise,
+}
+
+impl Deferred {
+    /// Puts the failure on the calling thread's error queue.
+    pub fn raise(self) {
+        (self.raise)(&self.failure, self.function);
+    }
+}
+
+thread_local! {
+    /// Set while `collect_raised` runs: failures are kept here instead of being raised.
+    static DEFERRED: std::cell::RefCell<Option<Vec<Deferred>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `body` (a callback's work moved to another thread), keeping what it raises instead
+/// of putting it on this thread's error queue: the caller raises it on the callback's own
+/// thread, where the application reads its errors.
+pub fn collect_raised<T>(body: impl FnOnce() -> T) -> (T, Vec<Deferred>) {
+    DEFERRED.with(|d| *d.borrow_mut() = Some(Vec::new()));
+    let value = body();
+    let raised = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+    (value, raised)
+}
+
+fn raise_or_defer(raise: Raise, failure: &Failure, function: &'static CStr) {
+    let kept = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(list) => {
+            list.push(Deferred {
+                failure: failure.clone(),
+                function,
+                raise,
+            });
+            true
+        }
+        None => false,
+    });
+    if !kept {
+        raise(failure, function);
+    }
+}
+
 /// Runs a callback body: a returned failure or a caught panic is handed to `raise` (which
 /// puts it on the front end's error queue) and `on_error` is returned instead.
 pub fn guard<T>(
     function: &'static CStr,
     on_error: T,
-    raise: fn(&Failure, &'static CStr),
+    raise: Raise,
     body: impl FnOnce() -> Result<T, Failure>,
 ) -> T {
     match catch_unwind(AssertUnwindSafe(body)) {
@@ -128,7 +179,7 @@ pub fn guard<T>(
             } else {
                 crate::log::error(format_args!("{failure}"));
             }
-            raise(&failure, function);
+            raise_or_defer(raise, &failure, function);
             on_error
         }
         Err(panic) => {
@@ -142,7 +193,7 @@ pub fn guard<T>(
                 format!("caught a panic in {}: {what}", function.to_string_lossy()),
             );
             crate::log::error(format_args!("{failure}"));
-            raise(&failure, function);
+            raise_or_defer(raise, &failure, function);
             on_error
         }
     }
@@ -157,6 +208,33 @@ mod tests {
 
     fn record(f: &Failure, _: &'static CStr) {
         RAISED.lock().unwrap().push((f.reason, f.message.clone()));
+    }
+
+    static LATER: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn record_later(f: &Failure, _: &'static CStr) {
+        LATER.lock().unwrap().push(f.message.clone());
+    }
+
+    #[test]
+    fn failures_of_moved_work_are_raised_where_they_are_collected() {
+        let (value, raised) = collect_raised(|| {
+            guard(c"moved", -1, record_later, || {
+                Err::<i32, _>(Failure::new(Reason::Sign, "vault said no"))
+            })
+        });
+        assert_eq!(value, -1);
+        assert!(LATER.lock().unwrap().is_empty(), "not raised on the worker");
+        assert_eq!(raised.len(), 1);
+        for r in raised {
+            r.raise();
+        }
+        assert_eq!(*LATER.lock().unwrap(), ["vault said no"]);
+        // Outside a collection, raised at once as before.
+        guard(c"here", -1, record_later, || {
+            Err::<i32, _>(Failure::new(Reason::Sign, "again"))
+        });
+        assert_eq!(LATER.lock().unwrap().len(), 2);
     }
 
     #[test]
