@@ -628,6 +628,51 @@ pub fn nginx_through_a_vault_hang(
 }
 
 impl HangFigures {
+    /// The verdict on a server through a vault outage, once its processes have learned (the
+    /// figures count from then): no local request failed, more than 100 were made and
+    /// their p99 is under 100 ms; more than `min_vault` vault handshakes, all failed (at
+    /// once); vault handshakes succeed again within 12 s of the vault's return (the longest
+    /// cool-down and a probe). `log` explains a failure.
+    pub fn assert_served_through(&self, what: &str, min_vault: usize, log: impl Fn() -> String) {
+        let (p50, p99) = (quantile(&self.local, 0.5), quantile(&self.local, 0.99));
+        eprintln!(
+            "{what}: local site {} requests, p50 {p50:?}, p99 {p99:?}, {} failed; slowest before settling {:?}; vault site {:?} handshakes (ok) meanwhile; back {:?} after the vault",
+            self.local.len(),
+            self.local_failed,
+            self.local_worst_before,
+            self.vault_during,
+            self.recovered
+        );
+        assert_eq!(
+            self.local_failed,
+            0,
+            "{what}: local requests failed\n{}",
+            log()
+        );
+        assert!(
+            self.local.len() > 100,
+            "{what}: the local site was probed: {}",
+            self.local.len()
+        );
+        assert!(
+            p99 < Duration::from_millis(100),
+            "{what}: local site p99 {p99:?}\n{}",
+            log()
+        );
+        assert!(
+            self.vault_during.0 > min_vault && self.vault_during.1 == 0,
+            "{what}: vault handshakes fail, and fast, while the circuit is open: {:?}",
+            self.vault_during
+        );
+        let recovered = self
+            .recovered
+            .unwrap_or_else(|| panic!("{what}: vault handshakes succeed again\n{}", log()));
+        assert!(
+            recovered <= Duration::from_secs(12),
+            "{what}: recovered after {recovered:?}"
+        );
+    }
+
     /// The figures of a run, counting from `settled` into the outage.
     pub fn of(report: &OutageReport, settled: Duration) -> HangFigures {
         let (local, local_failed) = report.local_between(settled, report.back_at);
