@@ -108,6 +108,11 @@ unsafe extern "C" fn ec_sign(
     r: *const ffi::BIGNUM,
     eckey: *mut ffi::EC_KEY,
 ) -> c_int {
+    if ours(eckey).is_none() {
+        // A local key: OpenSSL's own function, in place.
+        // SAFETY: the arguments OpenSSL passed.
+        return unsafe { ec_sign_here(kind, dgst, dlen, sig, siglen, kinv, r, eckey) };
+    }
     // SAFETY: the body uses only the callback's arguments, untouched until it returns.
     unsafe {
         akv_frontend::async_job::run_off_the_fibre(0, move || {
@@ -167,6 +172,11 @@ unsafe extern "C" fn ec_sign_sig(
     r: *const ffi::BIGNUM,
     eckey: *mut ffi::EC_KEY,
 ) -> *mut ffi::ECDSA_SIG {
+    if ours(eckey).is_none() {
+        // A local key: OpenSSL's own function, in place.
+        // SAFETY: the arguments OpenSSL passed.
+        return unsafe { ec_sign_sig_here(dgst, dlen, kinv, r, eckey) };
+    }
     // SAFETY: the body uses only the callback's arguments, untouched until it returns.
     unsafe {
         akv_frontend::async_job::run_off_the_fibre(std::ptr::null_mut(), move || {

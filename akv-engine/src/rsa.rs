@@ -189,8 +189,9 @@ unsafe extern "C" fn pkey_sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    if sig.is_null() {
-        // A size query: nothing remote, nothing to move.
+    // SAFETY: ctx is the context OpenSSL called us with.
+    if sig.is_null() || unsafe { key_of_ctx(ctx) }.is_none() {
+        // A size query or a local key: nothing remote, nothing to move.
         // SAFETY: the arguments OpenSSL passed.
         return unsafe { pkey_sign_here(ctx, sig, siglen, tbs, tbslen) };
     }
@@ -256,8 +257,9 @@ unsafe extern "C" fn pkey_decrypt(
     input: *const c_uchar,
     inlen: usize,
 ) -> c_int {
-    if out.is_null() {
-        // A size query: nothing remote, nothing to move.
+    // SAFETY: ctx is the context OpenSSL called us with.
+    if out.is_null() || unsafe { key_of_ctx(ctx) }.is_none() {
+        // A size query or a local key: nothing remote, nothing to move.
         // SAFETY: the arguments OpenSSL passed.
         return unsafe { pkey_decrypt_here(ctx, out, outlen, input, inlen) };
     }
