@@ -234,9 +234,28 @@ pub struct Haproxy {
 impl Haproxy {
     /// Starts HAProxy with `config` (a whole configuration); returns once `port` answers.
     pub fn start(lab: &Lab, name: &str, config: &str, port: u16, master_worker: bool) -> Haproxy {
+        Haproxy::start_under(lab, name, config, port, master_worker, &[])
+    }
+
+    /// As [`Haproxy::start`], run by `wrapper` (`valgrind` and its options) when not empty.
+    pub fn start_under(
+        lab: &Lab,
+        name: &str,
+        config: &str,
+        port: u16,
+        master_worker: bool,
+        wrapper: &[String],
+    ) -> Haproxy {
         let cfg = PathBuf::from(lab.write(&format!("{name}.cfg"), config.as_bytes()));
         let log = PathBuf::from(lab.path(&format!("{name}.log")));
-        let mut command = lab.command("haproxy");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = lab.command(program);
+                c.args(args).arg("haproxy");
+                c
+            }
+            None => lab.command("haproxy"),
+        };
         command.arg("-db").arg("-f").arg(&cfg);
         if master_worker {
             command.arg("-W");
@@ -251,7 +270,7 @@ impl Haproxy {
             config: cfg,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return haproxy;
@@ -272,6 +291,21 @@ impl Haproxy {
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// Stops it the way an operator does (`SIGUSR1`: finish, then exit) and waits, at most
+    /// `within`; returns whether it exited by itself.
+    pub fn stop(&mut self, within: Duration) -> bool {
+        self.signal("USR1");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
     }
 
     /// What it printed so far.
@@ -690,5 +724,16 @@ impl HangFigures {
             vault_during: (during.len(), during.iter().filter(|ok| **ok).count()),
             recovered: report.recovered_after(),
         }
+    }
+}
+
+/// A client that starts a full TLS handshake on `port` (sends its ClientHello) and leaves
+/// after `after`, while the server may be waiting for the vault's signature.
+pub fn abandoned_handshake(port: u16, ca: &Path, after: Duration) {
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut conn = rustls::ClientConnection::new(client_config(ca, true), name).expect("client");
+    if let Ok(mut sock) = TcpStream::connect(("127.0.0.1", port)) {
+        let _ = conn.write_tls(&mut sock);
+        std::thread::sleep(after);
     }
 }
