@@ -192,6 +192,9 @@ impl Job {
         let waiter = self.waiter()?;
         // SAFETY: alive while the job is (only the context's cleanup drops it).
         let (fd, outcome) = unsafe { ((*waiter).fd.clone(), (*waiter).outcome.clone()) };
+        // Nothing left over from an earlier operation of this connection can pass for this
+        // one's result.
+        outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
         let raw_fd = fd.0;
         let wake = || {
             let one: u64 = 1;
