@@ -222,6 +222,21 @@ impl Drop for Nginx {
     }
 }
 
+/// A HAProxy configuration: the `global` settings (`nbthread 4`, `ssl-mode-async`), and
+/// one frontend with `binds` (see [`haproxy_bind`]) answering 200 `answer`.
+pub fn haproxy_config(global: &[&str], binds: &str, answer: &str) -> String {
+    let global: String = global.iter().map(|g| format!("    {g}\n")).collect();
+    format!(
+        "global\n{global}defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+         frontend fe\n{binds}    http-request return status 200 content-type text/plain string \"{answer}\"\n"
+    )
+}
+
+/// A `bind` line of [`haproxy_config`]: TLS on loopback `port` with the `crt` bundle.
+pub fn haproxy_bind(port: u16, crt: &str) -> String {
+    format!("    bind 127.0.0.1:{port} ssl crt {crt}\n")
+}
+
 /// HAProxy in the foreground (`-db`), master-worker with `-W`, stopped when dropped.
 pub struct Haproxy {
     child: Option<Child>,

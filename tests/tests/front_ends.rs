@@ -449,65 +449,42 @@ fn s_server(
     fe.s_server(lab, &args, port)
 }
 
+/// TLS handshakes with `s_server` serving a vault key, verified by `s_client`: every front
+/// end, RSA and EC, TLS 1.3 and 1.2 (and PKCS#1 v1.5 in TLS 1.2). Also with `-async`, where
+/// OpenSSL runs each handshake in an ASYNC job on a 32 KiB stack and the remote signature
+/// moves off that stack while the job waits, paused. (s_server serves one connection at a
+/// time, and its `-www` mode sleeps a second whenever a read must wait for a job: this
+/// checks correctness; HAProxy shows the throughput.)
 #[test]
 fn tls_handshakes_with_s_server() {
     let lab = lab();
     for fe in FrontEnd::all() {
         for name in ["rsa2048", "p256"] {
             let crt = self_signed(&fe, lab, name, &["-sha256"]);
-            let port = free_port();
-            let mut server = s_server(
-                &fe,
-                lab,
-                fe.key_args("-keyform", "-key", &key(name)),
-                &crt,
-                port,
-            );
-            let mut cases = vec![("-tls1_3", "TLSv1.3", None), ("-tls1_2", "TLSv1.2", None)];
-            if name.starts_with("rsa") {
-                cases.push(("-tls1_2", "TLSv1.2", Some("RSA+SHA256"))); // PKCS#1 v1.5 in TLS 1.2
+            for mode in [&[][..], &["-async"][..]] {
+                let port = free_port();
+                let mut key_args = fe.key_args("-keyform", "-key", &key(name));
+                key_args.extend(strings(mode));
+                let mut server = s_server(&fe, lab, key_args, &crt, port);
+                let mut cases = vec![("-tls1_3", "TLSv1.3", None), ("-tls1_2", "TLSv1.2", None)];
+                if name.starts_with("rsa") {
+                    // PKCS#1 v1.5 in TLS 1.2.
+                    cases.push(("-tls1_2", "TLSv1.2", Some("RSA+SHA256")));
+                }
+                for (version, proto, sigalgs) in cases {
+                    let text = s_client(lab, port, version, &crt, sigalgs);
+                    assert!(
+                        text.contains("Verification: OK")
+                            && text.contains(&format!("New, {proto}")),
+                        "{}: {name} {mode:?} {version} {sigalgs:?}:\n{text}",
+                        fe.name()
+                    );
+                }
+                let alive = server.try_wait().unwrap().is_none();
+                let _ = server.kill();
+                let _ = server.wait();
+                assert!(alive, "{}: s_server {mode:?} died", fe.name());
             }
-            for (version, proto, sigalgs) in cases {
-                let text = s_client(lab, port, version, &crt, sigalgs);
-                assert!(
-                    text.contains("Verification: OK") && text.contains(&format!("New, {proto}")),
-                    "{}: {name} {version} {sigalgs:?}:\n{text}",
-                    fe.name()
-                );
-            }
-            let _ = server.kill();
-            let _ = server.wait();
-        }
-    }
-}
-
-/// `s_server -async` runs its handshakes in OpenSSL ASYNC jobs, on a 32 KiB stack: the
-/// remote signature moves off that stack while the job waits, paused, on every front end,
-/// RSA and EC, TLS 1.3 and 1.2, verified by `s_client`.
-/// (s_server serves one connection at a time, and its `-www` mode sleeps a second whenever
-/// a read must wait for a job: this checks correctness; HAProxy shows the throughput.)
-#[test]
-fn s_server_async_handshakes_on_every_front_end() {
-    let lab = lab();
-    for fe in FrontEnd::all() {
-        for name in ["rsa2048", "p256"] {
-            let crt = self_signed(&fe, lab, name, &["-sha256"]);
-            let port = free_port();
-            let mut args = fe.key_args("-keyform", "-key", &key(name));
-            args.extend(strings(&["-cert", &crt, "-async"]));
-            let mut server = fe.s_server(lab, &args, port);
-            for (version, proto) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
-                let text = s_client(lab, port, version, &crt, None);
-                assert!(
-                    text.contains("Verification: OK") && text.contains(&format!("New, {proto}")),
-                    "{}: {name} {version} with -async:\n{text}",
-                    fe.name()
-                );
-            }
-            let alive = server.try_wait().unwrap().is_none();
-            let _ = server.kill();
-            let _ = server.wait();
-            assert!(alive, "{}: s_server -async died", fe.name());
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use akv_tests::frontends::{FrontEnd, OpenSsl, s_client};
 use akv_tests::lab::Lab;
 use akv_tests::servers::{
-    HangFigures, Haproxy, Nginx, TestCa, handshakes, handshakes_under_faults, load_through_outage,
-    outage_then_recovery,
+    HangFigures, Haproxy, Nginx, TestCa, handshakes, handshakes_under_faults, haproxy_bind,
+    haproxy_config, load_through_outage, outage_then_recovery,
 };
 use akv_tests::support::{TempDir, free_port, provider_cnf};
 
@@ -347,6 +347,15 @@ impl RefLab {
         }
     }
 
+    /// HAProxy `bind` lines serving every key on its port, each with its bundle of
+    /// certificate and reference.
+    fn haproxy_binds(&self) -> String {
+        self.served
+            .iter()
+            .map(|s| haproxy_bind(s.port, &haproxy_pem(&self.lab, s)))
+            .collect()
+    }
+
     /// Sets OPENSSL_CONF for every later command (after any certificate still to be made).
     fn use_provider(&mut self) {
         let cnf = provider_cnf(&self.lab, self.dir.path());
@@ -378,14 +387,6 @@ fn haproxy_pem(lab: &Lab, served: &Served) -> String {
         std::fs::read_to_string(&served.reference).unwrap()
     );
     lab.write(&format!("haproxy-{}.pem", served.name), bundle.as_bytes())
-}
-
-/// A HAProxy configuration with 4 threads and a frontend with `binds` answering 200 `answer`.
-fn haproxy_config(binds: &str, answer: &str) -> String {
-    format!(
-        "global\n    nbthread 4\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 10s\n    timeout server 10s\n\
-         frontend fe\n{binds}    http-request return status 200 content-type text/plain string \"{answer}\"\n"
-    )
 }
 
 /// Writes the reference file for vault key `name` into the lab; returns its path.
@@ -429,18 +430,8 @@ fn nginx_serves_with_only_a_reference_file() {
 #[test]
 fn haproxy_serves_with_only_a_reference_file() {
     let mut rl = RefLab::new("haproxy", &["p256", "rsa2048"]);
-    let binds: String = rl
-        .served
-        .iter()
-        .map(|s| {
-            format!(
-                "    bind 127.0.0.1:{} ssl crt {}\n",
-                s.port,
-                haproxy_pem(&rl.lab, s)
-            )
-        })
-        .collect();
-    let config = haproxy_config(&binds, "hello from haproxy");
+    let binds = rl.haproxy_binds();
+    let config = haproxy_config(&["nbthread 4"], &binds, "hello from haproxy");
     rl.use_provider();
     let port = rl.served[0].port;
     {
@@ -595,15 +586,12 @@ fn haproxy_rides_out_throttling_and_recovers_from_an_outage() {
     rl.lab.set_env("AKV_LOG_LEVEL", "error");
     rl.lab.set_env("AKV_LOG_FILE", &log);
     let port = rl.served[0].port;
-    let binds = format!(
-        "    bind 127.0.0.1:{port} ssl crt {}\n",
-        haproxy_pem(&rl.lab, &rl.served[0])
-    );
+    let binds = rl.haproxy_binds();
     rl.use_provider();
     let haproxy = Haproxy::start(
         &rl.lab,
         "haproxy-faults",
-        &haproxy_config(&binds, "ok"),
+        &haproxy_config(&["nbthread 4"], &binds, "ok"),
         port,
         false,
     );
@@ -652,15 +640,12 @@ fn haproxy_keeps_serving_while_the_vault_port_swallows_connections() {
         .as_bytes(),
     );
     let (vault_port, local_port) = (rl.served[0].port, free_port());
-    let binds = format!(
-        "    bind 127.0.0.1:{vault_port} ssl crt {}\n    bind 127.0.0.1:{local_port} ssl crt {local_pem}\n",
-        haproxy_pem(&rl.lab, &rl.served[0])
-    );
+    let binds = rl.haproxy_binds() + &haproxy_bind(local_port, &local_pem);
     rl.use_provider();
     let haproxy = Haproxy::start(
         &rl.lab,
         "haproxy-hang",
-        &haproxy_config(&binds, "ok"),
+        &haproxy_config(&["nbthread 4"], &binds, "ok"),
         vault_port,
         false,
     );
@@ -718,23 +703,8 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
     let log = rl.lab.path("akv.log");
     rl.lab.set_env("AKV_LOG_LEVEL", "error");
     rl.lab.set_env("AKV_LOG_FILE", &log);
-    let binds: String = rl
-        .served
-        .iter()
-        .map(|s| {
-            format!(
-                "    bind 127.0.0.1:{} ssl crt {}\n",
-                s.port,
-                haproxy_pem(&rl.lab, s)
-            )
-        })
-        .collect();
-    let config = |global: &str| {
-        format!(
-            "global\n    nbthread 1\n{global}defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-             frontend fe\n{binds}    http-request return status 200 content-type text/plain string \"ok\"\n"
-        )
-    };
+    let binds = rl.haproxy_binds();
+    let config = |global: &[&str]| haproxy_config(global, &binds, "ok");
     rl.use_provider();
     let first_port = rl.served[0].port;
     let ca = Path::new(&rl.ca.cert).to_path_buf();
@@ -743,7 +713,10 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
         ..Default::default()
     });
     let mut rates = Vec::new();
-    for (mode, global) in [("blocking", ""), ("async", "    ssl-mode-async\n")] {
+    for (mode, global) in [
+        ("blocking", &["nbthread 1"][..]),
+        ("async", &["nbthread 1", "ssl-mode-async"][..]),
+    ] {
         let haproxy = Haproxy::start(
             &rl.lab,
             &format!("haproxy-{mode}"),
@@ -783,7 +756,7 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
     let haproxy = Haproxy::start(
         &rl.lab,
         "haproxy-async-faults",
-        &config("    ssl-mode-async\n"),
+        &config(&["nbthread 1", "ssl-mode-async"]),
         first_port,
         false,
     );
@@ -811,14 +784,7 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
 fn haproxy_async_mode_leaks_nothing_when_clients_leave_mid_handshake() {
     let mut rl = RefLab::new("haproxy-async-valgrind", &["p256"]);
     let port = rl.served[0].port;
-    let binds = format!(
-        "    bind 127.0.0.1:{port} ssl crt {}\n",
-        haproxy_pem(&rl.lab, &rl.served[0])
-    );
-    let config = format!(
-        "global\n    nbthread 1\n    ssl-mode-async\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-         frontend fe\n{binds}    http-request return status 200 content-type text/plain string \"ok\"\n"
-    );
+    let config = haproxy_config(&["nbthread 1", "ssl-mode-async"], &rl.haproxy_binds(), "ok");
     rl.use_provider();
     let report = rl.lab.path("valgrind.txt");
     let supp = Path::new(env!("CARGO_MANIFEST_DIR")).join("valgrind.supp");

@@ -19,6 +19,15 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const VERSION: &str = "0123456789abcdef0123456789abcdef";
 const CHALLENGE: &str = r#"Bearer authorization="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000", resource="https://vault.azure.net""#;
 
+/// The runtime the mock servers run on, apart from the clients under test.
+fn control_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The vault and IMDS are the same mock server.
 fn client(backend: Backend, origin: &str, config: OperationConfig) -> Client {
     Client::new(
@@ -832,11 +841,7 @@ fn operation_rows() -> Vec<Scenario> {
 
 #[test]
 fn scenario_table_on_both_backends() {
-    let control = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let control = control_runtime();
     let mut ran = 0;
     for scenario in table() {
         for backend in BACKENDS {
@@ -859,11 +864,7 @@ fn scenario_table_on_both_backends() {
 
 #[test]
 fn token_is_cached_then_refreshed_after_expiry_on_both_backends() {
-    let control = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let control = control_runtime();
     for backend in BACKENDS {
         let server = control.block_on(MockServer::start());
         // A 6-second token: usable for 1 s (5 s send margin), so the third operation, after
@@ -971,11 +972,7 @@ fn connection_reset_and_truncated_bodies_on_both_backends() {
 /// unreachable instead of retrying for its budget, and the next operations fail at once.
 #[test]
 fn refused_connections_open_the_circuit_on_both_backends() {
-    let control = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let control = control_runtime();
     for backend in BACKENDS {
         let imds = control.block_on(MockServer::start());
         control.block_on(imds.register(imds_token("tok-1", 3600)));

@@ -19,7 +19,9 @@ use akv_proto::{
 };
 use akv_tests::emulator::Faults;
 use akv_tests::lab::Lab;
-use akv_tests::servers::{Nginx, TestCa, handshakes, nginx_through_a_vault_hang, quantile};
+use akv_tests::servers::{
+    Nginx, TestCa, handshakes, haproxy_bind, haproxy_config, nginx_through_a_vault_hang, quantile,
+};
 use akv_tests::support::{free_port, provider_cnf};
 use akv_tests::trace::Trace;
 
@@ -481,17 +483,18 @@ fn async_jobs_section(report: &mut String, root: &Path, quick: bool) {
     });
     let mut rates = Vec::new();
     for (mode, global, total) in [
-        ("blocking", "", if quick { 100 } else { 300 }),
+        (
+            "blocking",
+            &["nbthread 1"][..],
+            if quick { 100 } else { 300 },
+        ),
         (
             "`ssl-mode-async`",
-            "    ssl-mode-async\n",
+            &["nbthread 1", "ssl-mode-async"][..],
             if quick { 400 } else { 2000 },
         ),
     ] {
-        let config = format!(
-            "global\n    nbthread 1\n{global}defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
-             frontend fe\n    bind 127.0.0.1:{port} ssl crt {pem}\n    http-request return status 200 content-type text/plain string \"ok\"\n"
-        );
+        let config = haproxy_config(global, &haproxy_bind(port, &pem), "ok");
         let haproxy =
             akv_tests::servers::Haproxy::start(&lab, "haproxy-async", &config, port, false);
         let _ = handshakes(port, Path::new(&ca.cert), 16, 4);
