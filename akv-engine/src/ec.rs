@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use akv_frontend::failure::{Failure, Reason};
 
-use crate::errors::guard;
+use crate::errors::{guard, guard_remote};
 use crate::ffi;
 use akv_frontend::remote::VaultKey;
 
@@ -97,7 +97,8 @@ fn ours(key: *const ffi::EC_KEY) -> Option<Arc<VaultKey>> {
     keys::lookup(key.cast())
 }
 
-/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
+// The C callback's arguments.
+#[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn ec_sign(
     kind: c_int,
     dgst: *const c_uchar,
@@ -108,44 +109,20 @@ unsafe extern "C" fn ec_sign(
     r: *const ffi::BIGNUM,
     eckey: *mut ffi::EC_KEY,
 ) -> c_int {
-    if ours(eckey).is_none() {
-        // A local key: OpenSSL's own function, in place.
-        // SAFETY: the arguments OpenSSL passed.
-        return unsafe { ec_sign_here(kind, dgst, dlen, sig, siglen, kinv, r, eckey) };
-    }
-    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
-    unsafe {
-        akv_frontend::async_job::run_off_the_fibre(0, move || {
-            ec_sign_here(kind, dgst, dlen, sig, siglen, kinv, r, eckey)
-        })
-    }
-}
-
-// The C callback's arguments, passed through unchanged.
-#[allow(clippy::too_many_arguments)]
-unsafe fn ec_sign_here(
-    kind: c_int,
-    dgst: *const c_uchar,
-    dlen: c_int,
-    sig: *mut c_uchar,
-    siglen: *mut c_uint,
-    kinv: *const ffi::BIGNUM,
-    r: *const ffi::BIGNUM,
-    eckey: *mut ffi::EC_KEY,
-) -> c_int {
-    guard(c"ecdsa_sign", 0, || {
-        // Keys that are not ours go to OpenSSL's own function, untouched.
-        // SAFETY: all pointers come from OpenSSL for this call.
-        let Some(data) = ours(eckey) else {
-            return Ok(match originals().sign {
+    // Keys that are not ours go to OpenSSL's own function, untouched, in place.
+    let Some(data) = ours(eckey) else {
+        return guard(c"ecdsa_sign", 0, || {
+            Ok(match originals().sign {
                 // SAFETY: OpenSSL's own function with the arguments it gave us.
                 Some(f) => unsafe { f(kind, dgst, dlen, sig, siglen, kinv, r, eckey) },
                 None => 0,
-            });
-        };
+            })
+        });
+    };
+    let body = move |via| async move {
         // SAFETY: dgst holds dlen bytes.
         let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
-        let (raw, curve) = akv_frontend::remote::sign_ecdsa(&data, digest)?;
+        let (raw, curve) = akv_frontend::remote::sign_ecdsa(via, &data, digest).await?;
         let der = akv_proto::ecdsa_raw_to_der(curve, &raw)
             .map_err(|e| Failure::new(Reason::Sign, e.to_string()))?;
         // SAFETY: valid key; the buffer OpenSSL gives holds ECDSA_size bytes.
@@ -161,10 +138,11 @@ unsafe fn ec_sign_here(
             *siglen = der.len() as c_uint;
         }
         Ok(1)
-    })
+    };
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe { guard_remote(c"ecdsa_sign", 0, body) }
 }
 
-/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn ec_sign_sig(
     dgst: *const c_uchar,
     dlen: c_int,
@@ -172,38 +150,20 @@ unsafe extern "C" fn ec_sign_sig(
     r: *const ffi::BIGNUM,
     eckey: *mut ffi::EC_KEY,
 ) -> *mut ffi::ECDSA_SIG {
-    if ours(eckey).is_none() {
-        // A local key: OpenSSL's own function, in place.
-        // SAFETY: the arguments OpenSSL passed.
-        return unsafe { ec_sign_sig_here(dgst, dlen, kinv, r, eckey) };
-    }
-    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
-    unsafe {
-        akv_frontend::async_job::run_off_the_fibre(std::ptr::null_mut(), move || {
-            ec_sign_sig_here(dgst, dlen, kinv, r, eckey)
-        })
-    }
-}
-
-unsafe fn ec_sign_sig_here(
-    dgst: *const c_uchar,
-    dlen: c_int,
-    kinv: *const ffi::BIGNUM,
-    r: *const ffi::BIGNUM,
-    eckey: *mut ffi::EC_KEY,
-) -> *mut ffi::ECDSA_SIG {
-    guard(c"ecdsa_sign_sig", std::ptr::null_mut(), || {
-        // Keys that are not ours go to OpenSSL's own function, untouched.
-        // SAFETY: all pointers come from OpenSSL for this call.
-        let Some(data) = ours(eckey) else {
-            return Ok(match originals().sign_sig {
-                // SAFETY: as above.
+    // Keys that are not ours go to OpenSSL's own function, untouched, in place.
+    let Some(data) = ours(eckey) else {
+        return guard(c"ecdsa_sign_sig", std::ptr::null_mut(), || {
+            Ok(match originals().sign_sig {
+                // SAFETY: OpenSSL's own function with the arguments it gave us.
                 Some(f) => unsafe { f(dgst, dlen, kinv, r, eckey) },
                 None => std::ptr::null_mut(),
-            });
-        };
+            })
+        });
+    };
+    let body = move |via| async move {
+        // SAFETY: dgst holds dlen bytes.
         let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
-        let (raw, curve) = akv_frontend::remote::sign_ecdsa(&data, digest)?;
+        let (raw, curve) = akv_frontend::remote::sign_ecdsa(via, &data, digest).await?;
         let w = curve.field_len();
         // SAFETY: building a fresh ECDSA_SIG that takes the two numbers.
         unsafe {
@@ -225,7 +185,9 @@ unsafe fn ec_sign_sig_here(
             }
             Ok(sig)
         }
-    })
+    };
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe { guard_remote(c"ecdsa_sign_sig", std::ptr::null_mut(), body) }
 }
 
 unsafe extern "C" fn ec_finish(eckey: *mut ffi::EC_KEY) {

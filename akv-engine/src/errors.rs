@@ -3,7 +3,9 @@
 //! panic ever crosses into C, and every failure leaves a readable reason that `openssl` and
 //! nginx print.
 
+use akv_frontend::remote::Via;
 use std::ffi::{CStr, CString, c_int};
+use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -85,4 +87,24 @@ pub fn guard<T>(
     body: impl FnOnce() -> Result<T, Failure>,
 ) -> T {
     akv_frontend::failure::guard(function, on_error, raise, body)
+}
+
+/// Runs the body of a callback that calls the vault behind the same guard: in place, or as
+/// a task of the async runtime inside an OpenSSL ASYNC job (see
+/// [`akv_frontend::async_job::run_remote`]).
+///
+/// # Safety
+/// As for `run_remote`: the body may run on another thread and must use only the
+/// callback's arguments.
+pub unsafe fn guard_remote<T, F>(
+    function: &'static CStr,
+    on_error: T,
+    body: impl FnOnce(Via) -> F + 'static,
+) -> T
+where
+    T: Copy + 'static,
+    F: Future<Output = Result<T, Failure>> + 'static,
+{
+    // SAFETY: the caller's promise, passed on.
+    unsafe { akv_frontend::async_job::run_remote(function, on_error, raise, body) }
 }

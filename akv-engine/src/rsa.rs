@@ -10,9 +10,12 @@ use akv_proto::{Digest, PssSaltLen, RsaDecryptParams, RsaPadding, RsaSignParams}
 
 use akv_frontend::failure::{Failure, Reason};
 
-use crate::errors::guard;
+use crate::errors::{guard, guard_remote};
 use crate::ffi;
+use akv_frontend::remote::Via;
 use akv_frontend::remote::{KeyKind, VaultKey};
+use std::future::Future;
+use std::sync::Arc;
 
 use crate::keys;
 
@@ -129,16 +132,19 @@ struct PkeyCall {
 /// The frame shared by sign and decrypt (same C signature): keys that are not ours go to
 /// OpenSSL's `original`, untouched; size queries (NULL output) are answered with the modulus
 /// size; `remote` computes the output for our key from the input, and it is copied out after
-/// checking the caller's buffer.
+/// checking the caller's buffer. Only the remote part moves in an ASYNC job.
 ///
 /// # Safety
-/// The pointers are the ones OpenSSL passed to the callback.
-unsafe fn run_pkey_op(
+/// The pointers are the ones OpenSSL passed to the callback; `remote` uses nothing else.
+unsafe fn run_pkey_op<F>(
     function: &'static std::ffi::CStr,
     original: ffi::PkeySignFn,
     call: PkeyCall,
-    remote: impl FnOnce(&VaultKey, usize, &[u8]) -> Result<Vec<u8>, Failure>,
-) -> c_int {
+    remote: impl FnOnce(Via, Arc<VaultKey>, &'static [u8]) -> F + 'static,
+) -> c_int
+where
+    F: Future<Output = Result<Vec<u8>, Failure>> + 'static,
+{
     let PkeyCall {
         ctx,
         out,
@@ -146,26 +152,27 @@ unsafe fn run_pkey_op(
         input,
         inlen,
     } = call;
-    guard(function, 0, || {
-        // SAFETY: all pointers come from OpenSSL for this call.
-        let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
-            return Ok(match original {
+    // SAFETY: all pointers come from OpenSSL for this call.
+    let Some(data) = (unsafe { key_of_ctx(ctx) }) else {
+        return guard(function, 0, || {
+            Ok(match original {
+                // SAFETY: OpenSSL's own function with the arguments it gave us.
                 Some(f) => unsafe { f(ctx, out, outlen, input, inlen) },
                 None => 0,
-            });
-        };
-        let size = bits_of(&data).div_ceil(8);
-        if out.is_null() {
-            // SAFETY: outlen is valid.
-            unsafe { *outlen = size };
-            return Ok(1);
-        }
-        // SAFETY: input holds inlen bytes.
-        let output = remote(&data, size, unsafe {
-            std::slice::from_raw_parts(input, inlen)
-        })?;
-        // SAFETY: outlen holds the buffer size (checked by OpenSSL thanks to AUTOARGLEN,
-        // checked again here).
+            })
+        });
+    };
+    if out.is_null() {
+        // SAFETY: outlen is valid.
+        unsafe { *outlen = bits_of(&data).div_ceil(8) };
+        return 1;
+    }
+    let body = move |via| async move {
+        // SAFETY: input holds inlen bytes until the callback returns.
+        let input = unsafe { std::slice::from_raw_parts(input, inlen) };
+        let output = remote(via, data, input).await?;
+        // SAFETY: outlen holds the buffer size (checked by OpenSSL thanks to
+        // AUTOARGLEN, checked again here).
         let capacity = unsafe { *outlen };
         if output.len() > capacity {
             return Err(Failure::new(
@@ -178,10 +185,11 @@ unsafe fn run_pkey_op(
             *outlen = output.len();
         }
         Ok(1)
-    })
+    };
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe { guard_remote(function, 0, body) }
 }
 
-/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn pkey_sign(
     ctx: *mut ffi::EVP_PKEY_CTX,
     sig: *mut c_uchar,
@@ -189,28 +197,7 @@ unsafe extern "C" fn pkey_sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    // SAFETY: ctx is the context OpenSSL called us with.
-    if sig.is_null() || unsafe { key_of_ctx(ctx) }.is_none() {
-        // A size query or a local key: nothing remote, nothing to move.
-        // SAFETY: the arguments OpenSSL passed.
-        return unsafe { pkey_sign_here(ctx, sig, siglen, tbs, tbslen) };
-    }
-    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
-    unsafe {
-        akv_frontend::async_job::run_off_the_fibre(0, move || {
-            pkey_sign_here(ctx, sig, siglen, tbs, tbslen)
-        })
-    }
-}
-
-unsafe fn pkey_sign_here(
-    ctx: *mut ffi::EVP_PKEY_CTX,
-    sig: *mut c_uchar,
-    siglen: *mut usize,
-    tbs: *const c_uchar,
-    tbslen: usize,
-) -> c_int {
-    let remote = |data: &VaultKey, _size: usize, input: &[u8]| {
+    let remote = move |via, data: Arc<VaultKey>, input: &'static [u8]| async move {
         let mut padding = 0;
         // SAFETY: valid ctx and out pointers.
         unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
@@ -228,9 +215,9 @@ unsafe fn pkey_sign_here(
             digest,
             salt_len,
             mgf1,
-            modulus_bits: bits_of(data),
+            modulus_bits: bits_of(&data),
         };
-        akv_frontend::remote::sign_rsa(data, &params, input)
+        akv_frontend::remote::sign_rsa(via, &data, &params, input).await
     };
     // SAFETY: the pointers OpenSSL passed.
     unsafe {
@@ -249,7 +236,6 @@ unsafe fn pkey_sign_here(
     }
 }
 
-/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn pkey_decrypt(
     ctx: *mut ffi::EVP_PKEY_CTX,
     out: *mut c_uchar,
@@ -257,28 +243,7 @@ unsafe extern "C" fn pkey_decrypt(
     input: *const c_uchar,
     inlen: usize,
 ) -> c_int {
-    // SAFETY: ctx is the context OpenSSL called us with.
-    if out.is_null() || unsafe { key_of_ctx(ctx) }.is_none() {
-        // A size query or a local key: nothing remote, nothing to move.
-        // SAFETY: the arguments OpenSSL passed.
-        return unsafe { pkey_decrypt_here(ctx, out, outlen, input, inlen) };
-    }
-    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
-    unsafe {
-        akv_frontend::async_job::run_off_the_fibre(0, move || {
-            pkey_decrypt_here(ctx, out, outlen, input, inlen)
-        })
-    }
-}
-
-unsafe fn pkey_decrypt_here(
-    ctx: *mut ffi::EVP_PKEY_CTX,
-    out: *mut c_uchar,
-    outlen: *mut usize,
-    input: *const c_uchar,
-    inlen: usize,
-) -> c_int {
-    let remote = |data: &VaultKey, _size: usize, ciphertext: &[u8]| {
+    let remote = move |via, data: Arc<VaultKey>, ciphertext: &'static [u8]| async move {
         let mut padding = 0;
         // SAFETY: valid ctx and out pointers.
         unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
@@ -297,7 +262,7 @@ unsafe fn pkey_decrypt_here(
             mgf1,
             label_len,
         };
-        akv_frontend::remote::decrypt_rsa(data, &params, ciphertext)
+        akv_frontend::remote::decrypt_rsa(via, &data, &params, ciphertext).await
     };
     // SAFETY: the pointers OpenSSL passed.
     unsafe {

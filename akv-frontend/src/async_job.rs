@@ -1,24 +1,33 @@
 //! OpenSSL ASYNC jobs: when a server runs its handshakes in jobs (`SSL_MODE_ASYNC`, HAProxy
 //! `ssl-mode-async`, `openssl s_server -async`), a remote operation does not block the
-//! server's thread. The callback's work moves to a thread of its own, the job gets a file
-//! descriptor that becomes readable when the result is in, and pauses; the server serves
-//! others meanwhile and resumes the job when the descriptor fires.
+//! server's thread. The callback's work becomes a task of the process's async runtime (one
+//! worker thread, the async client), the job gets a file descriptor that becomes readable
+//! when the result is in, and pauses; the server serves others meanwhile and resumes the job
+//! when the descriptor fires. Hundreds of operations in flight cost hundreds of small tasks,
+//! not threads.
 //!
 //! The ASYNC functions are looked up by name in the libcrypto that loaded us: the provider
-//! links no libcrypto, and the engine uses the same code. Outside a job nothing changes.
+//! links no libcrypto, and the engine uses the same code. Outside a job nothing changes: the
+//! same callback body runs in place, its vault call made by the calling thread.
 //!
-//! A job runs on OpenSSL's 32 KiB fibre, which a remote operation's frames would overflow
+//! A job runs on OpenSSL's 32 KiB fibre, which a callback's frames would overflow
 //! (measured: 20 KiB between an engine callback and the network call, on top of libssl's
-//! frames): on the fibre only the hand-over and the wait run. A job an application abandons
-//! (a client that disconnected mid-handshake) is never resumed: what the wait owns is
-//! reached only through the descriptor's entry in the job's wait context, which OpenSSL
-//! cleans up.
+//! frames): on the fibre only the hand-over and the wait run, and the task's future is
+//! built on the runtime's thread, never on the fibre. A job an application abandons (a
+//! client that disconnected mid-handshake) is never resumed: the task still runs to its end
+//! and drops what it owns, and its result is reached only through the descriptor's entry in
+//! the job's wait context, which OpenSSL cleans up.
 
 use std::any::Any;
-use std::ffi::{c_int, c_void};
+use std::ffi::{CStr, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 
-use crate::failure::{Failure, Reason};
+use crate::failure::{self, Deferred, Failure, Raise, Reason};
+use crate::remote::Via;
+use crate::runtime;
 
 type GetCurrentJob = unsafe extern "C" fn() -> *mut c_void;
 type GetWaitCtx = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
@@ -103,19 +112,37 @@ struct Waiter {
     outcome: Outcome,
 }
 
-/// Sets the result and wakes the job.
+/// Sets the result and wakes the job. Dropped without a result (its task was dropped: the
+/// runtime shut down), it still wakes the job, which then fails instead of waiting forever.
 pub struct Done {
     fd: Arc<EventFd>,
     outcome: Outcome,
+    finished: bool,
 }
+
+/// What a job finds when its operation's task ended without a result.
+struct Dropped;
 
 impl Done {
     /// Hands over the result and makes the job's descriptor readable.
-    pub fn finish<T: Send + 'static>(self, value: T) {
-        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(value));
+    pub fn finish<T: Send + 'static>(mut self, value: T) {
+        self.hand_over(Box::new(value));
+    }
+
+    fn hand_over(&mut self, value: Box<dyn Any + Send>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+        self.finished = true;
         let one: u64 = 1;
         // SAFETY: an 8-byte write to the eventfd this holds open (it counts, never blocks).
         unsafe { libc::write(self.fd.0, (&one as *const u64).cast(), 8) };
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.hand_over(Box::new(Dropped));
+        }
     }
 }
 
@@ -201,7 +228,11 @@ impl Job {
             // SAFETY: an 8-byte write to the eventfd the wait context holds open.
             unsafe { libc::write(raw_fd, (&one as *const u64).cast(), 8) };
         };
-        let started = start(Done { fd, outcome });
+        let started = start(Done {
+            fd,
+            outcome,
+            finished: false,
+        });
         if started.is_err() {
             wake();
         }
@@ -227,6 +258,12 @@ impl Job {
                 .take();
             if let Some(value) = taken {
                 drain(raw_fd);
+                if value.is::<Dropped>() {
+                    return Err(Failure::new(
+                        Reason::Internal,
+                        "async job: the operation was stopped before it finished (e_akv was unloaded or reconfigured)",
+                    ));
+                }
                 return value.downcast::<T>().map(|v| *v).map_err(|_| {
                     Failure::new(Reason::Internal, "async job: a result of another type")
                 });
@@ -235,39 +272,13 @@ impl Job {
     }
 }
 
-impl Job {
-    /// Runs `work` on a thread of its own (with a full-size stack) while the job waits,
-    /// paused; returns its result. For callbacks that OpenSSL calls on a job's fibre.
-    pub fn offload<T: 'static>(
-        self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Failure> {
-        self.wait::<Handover<T>>(move |done| {
-            std::thread::Builder::new()
-                .name("akv-job".into())
-                .stack_size(THREAD_STACK)
-                .spawn(move || done.finish(Handover(work())))
-                .map(drop)
-                .map_err(|e| {
-                    Failure::new(
-                        Reason::Internal,
-                        format!("async job: cannot start a thread: {e}"),
-                    )
-                })
-        })
-        .map(Handover::into_inner)
-    }
-}
-
-/// Stack of an offloaded operation's thread (virtual memory: only touched pages count).
-const THREAD_STACK: usize = 8 * 1024 * 1024;
-
-/// Moves values that are not `Send` (OpenSSL's pointers for a callback, and what the
-/// callback returns) between the job and the thread that does the callback's work.
+/// Moves what is not `Send` (OpenSSL's pointers for a callback, and what the callback
+/// returns) between the job and the task that does the callback's work; as a future, it also
+/// turns a panic into a value.
 struct Handover<T>(T);
 
-// SAFETY: only used by `run_off_the_fibre`, for a callback's arguments and result, which
-// nothing else touches while the job that passed them is paused waiting for the thread.
+// SAFETY: only used by `run_remote`, for a callback's arguments, its body and its result,
+// which nothing else touches while the job that passed them is paused waiting for the task.
 unsafe impl<T> Send for Handover<T> {}
 
 impl<T> Handover<T> {
@@ -276,31 +287,166 @@ impl<T> Handover<T> {
     }
 }
 
-/// Runs a callback's `body` where it has the stack it needs: inside an ASYNC job on a
-/// thread of its own while the job waits, paused; elsewhere in place. What the body raises
-/// is raised again on the job's thread, whose error queue the application reads. Returns
-/// `on_error` if the hand-over fails (the reason is logged).
+impl<F: Future> Future for Handover<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of the only field, never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|h| &mut h.0) };
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// Polls a future that must be ready at once (a body whose vault call is made by the calling
+/// thread).
+fn now<T>(future: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(std::task::Waker::noop()))
+    {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(Failure::new(
+            Reason::Internal,
+            "a blocking operation did not finish when run",
+        )),
+    }
+}
+
+/// Runs a callback's `body` behind the front end's guard (`function` and `raise` as for
+/// [`failure::guard`]), returning `on_error` when it fails. Outside an ASYNC job the body runs
+/// in place with [`Via::Blocking`]. Inside a job it runs with [`Via::Async`] as a task of the
+/// process's async runtime while the job waits, paused; what it raises is raised again on
+/// the job's thread, whose error queue the application reads.
 ///
 /// # Safety
-/// `body` may run on another thread: it must use only what the callback's caller leaves
-/// untouched until the callback returns (the callback's arguments), no thread-local state
-/// of the caller's thread.
-pub unsafe fn run_off_the_fibre<T: 'static>(on_error: T, body: impl FnOnce() -> T + 'static) -> T {
+/// Inside a job `body` runs on another thread: it must use only what the callback's caller
+/// leaves untouched until the callback returns (the callback's arguments), no thread-local
+/// state of the caller's thread.
+pub unsafe fn run_remote<T, F>(
+    function: &'static CStr,
+    on_error: T,
+    raise: Raise,
+    body: impl FnOnce(Via) -> F + 'static,
+) -> T
+where
+    T: Copy + 'static,
+    F: Future<Output = Result<T, Failure>> + 'static,
+{
     let Some(job) = current() else {
-        return body();
+        return failure::guard(function, on_error, raise, || now(body(Via::Blocking)));
     };
-    let body = Handover(body);
-    match job.offload(move || crate::failure::collect_raised(body.into_inner())) {
-        Ok((result, raised)) => {
+    let failed = |failure: Failure| failure::guard(function, on_error, raise, || Err(failure));
+    // Built once per process (on a helper thread), then only looked up.
+    let side = match runtime::async_side() {
+        Ok(side) => side,
+        Err(failure) => return failed(failure),
+    };
+    let (body, on_error_there) = (Handover(body), Handover(on_error));
+    let waited = job.wait::<Handover<(T, Vec<Deferred>)>>(move |done| {
+        // Only the closure crosses: the body's future is built on the runtime's thread.
+        side.spawn(async move {
+            let future = Box::pin(body.into_inner()(Via::Async));
+            let outcome = Handover(future).await;
+            let on_error = on_error_there.into_inner();
+            let finished = failure::collect_raised(|| {
+                failure::guard(function, on_error, raise, || match outcome {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+            });
+            done.finish(Handover(finished));
+        });
+        Ok(())
+    });
+    match waited {
+        Ok(finished) => {
+            let (value, raised) = finished.into_inner();
             // Where the application reads its errors: this thread's queue.
             for failure in raised {
                 failure.raise();
             }
-            result
+            value
         }
-        Err(failure) => {
-            crate::log::error(format_args!("{failure}"));
-            on_error
-        }
+        Err(failure) => failed(failure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+        let mut future = std::pin::pin!(future);
+        future
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn blocking_bodies_finish_when_polled_and_a_pending_one_is_a_failure() {
+        assert_eq!(now(async { Ok::<_, Failure>(7) }).unwrap(), 7);
+        let pending = now(std::future::pending::<Result<u8, Failure>>()).unwrap_err();
+        assert_eq!(pending.reason, Reason::Internal);
+    }
+
+    #[test]
+    fn a_panicking_task_body_becomes_a_value() {
+        let Poll::Ready(Err(panic)) = poll_once(Handover(async { panic!("boom") })) else {
+            panic!("caught")
+        };
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"boom"));
+        assert!(matches!(
+            poll_once(Handover(async { 3 })),
+            Poll::Ready(Ok(3))
+        ));
+    }
+
+    #[test]
+    fn a_task_dropped_without_a_result_still_wakes_its_job() {
+        // SAFETY: a fresh eventfd, owned by the EventFd.
+        let fd = Arc::new(EventFd(unsafe {
+            libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
+        }));
+        let outcome: Outcome = Arc::new(Mutex::new(None));
+        let done = Done {
+            fd: fd.clone(),
+            outcome: outcome.clone(),
+            finished: false,
+        };
+        drop(done);
+        let mut count = 0u64;
+        // SAFETY: an 8-byte read from the eventfd.
+        let read = unsafe { libc::read(fd.0, (&mut count as *mut u64).cast(), 8) };
+        assert_eq!((read, count), (8, 1), "the job's descriptor fired");
+        assert!(outcome.lock().unwrap().take().unwrap().is::<Dropped>());
+
+        let done = Done {
+            fd: fd.clone(),
+            outcome: outcome.clone(),
+            finished: false,
+        };
+        done.finish(5u32);
+        assert_eq!(
+            *outcome
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap()
+                .downcast::<u32>()
+                .unwrap(),
+            5
+        );
+        // SAFETY: as above.
+        let read = unsafe { libc::read(fd.0, (&mut count as *mut u64).cast(), 8) };
+        assert_eq!(
+            (read, count),
+            (8, 1),
+            "finished once, not again when dropped"
+        );
     }
 }

@@ -197,15 +197,53 @@ pub fn load_certificate(text: &str) -> Result<Option<Vec<u8>>, Failure> {
     Ok(Some(bundle.der))
 }
 
+/// How a remote operation waits for the vault's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The calling thread waits, on the blocking client (the operation's future is ready
+    /// the first time it is polled).
+    Blocking,
+    /// A task of the process's async runtime waits, on the async client: for the
+    /// operations of OpenSSL ASYNC jobs (see `async_job`).
+    Async,
+}
+
+/// Runs a call on the client `via` says.
+async fn call<T: Send>(
+    via: Via,
+    key: &KeyId,
+    call: akv_proto::TypedCall<T>,
+) -> Result<Result<T, akv_proto::Error>, Failure> {
+    Ok(match via {
+        Via::Blocking => with_enough_stack(|| Ok(runtime::runtime()?.client.call(key, call)))?,
+        Via::Async => {
+            let side = runtime::async_side()?;
+            let (client, in_flight) = (side.client.clone(), side.in_flight.clone());
+            // Not held across the waits: the last holder of a replaced runtime must not be
+            // one of its own tasks.
+            drop(side);
+            let _turn = in_flight.acquire_owned().await.map_err(|_| {
+                Failure::new(Reason::Internal, "the async runtime is shutting down")
+            })?;
+            // Boxed: the caller's future stays small whichever way it runs.
+            Box::pin(client.call(key, call)).await
+        }
+    })
+}
+
 /// Signs a digest; returns the signature as the vault sends it.
-pub fn sign(key: &KeyId, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, Failure> {
+pub async fn sign(
+    via: Via,
+    key: &KeyId,
+    alg: SignAlgorithm,
+    digest: &[u8],
+) -> Result<Vec<u8>, Failure> {
     let started = std::time::Instant::now();
-    let signature = with_enough_stack(|| {
-        let runtime = runtime::runtime()?;
-        runtime.client.sign(key, alg, digest).map_err(|e| {
+    let signature = call(via, key, akv_proto::KeyCall::sign(alg, digest))
+        .await?
+        .map_err(|e| {
             Failure::of_operation(Reason::Sign, format!("{key} {}: {e}", alg.as_str()), &e)
-        })
-    })?;
+        })?;
     log::debug(format_args!(
         "signed with {key} {} in {:?}",
         alg.as_str(),
@@ -215,14 +253,18 @@ pub fn sign(key: &KeyId, alg: SignAlgorithm, digest: &[u8]) -> Result<Vec<u8>, F
 }
 
 /// Decrypts.
-pub fn decrypt(key: &KeyId, alg: EncryptAlgorithm, ciphertext: &[u8]) -> Result<Vec<u8>, Failure> {
+pub async fn decrypt(
+    via: Via,
+    key: &KeyId,
+    alg: EncryptAlgorithm,
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, Failure> {
     let started = std::time::Instant::now();
-    let plaintext = with_enough_stack(|| {
-        let runtime = runtime::runtime()?;
-        runtime.client.decrypt(key, alg, ciphertext).map_err(|e| {
+    let plaintext = call(via, key, akv_proto::KeyCall::decrypt(alg, ciphertext))
+        .await?
+        .map_err(|e| {
             Failure::of_operation(Reason::Decrypt, format!("{key} {}: {e}", alg.as_str()), &e)
-        })
-    })?;
+        })?;
     log::debug(format_args!(
         "decrypted with {key} {} in {:?}",
         alg.as_str(),
@@ -234,11 +276,16 @@ pub fn decrypt(key: &KeyId, alg: EncryptAlgorithm, ciphertext: &[u8]) -> Result<
 /// Signs with an RSA vault key as OpenSSL asked (`params` says padding, digest, salt and
 /// MGF1; `input` is the digest, or a DigestInfo for PKCS#1 without a digest set); returns a
 /// signature of the modulus' width.
-pub fn sign_rsa(key: &VaultKey, params: &RsaSignParams, input: &[u8]) -> Result<Vec<u8>, Failure> {
+pub async fn sign_rsa(
+    via: Via,
+    key: &VaultKey,
+    params: &RsaSignParams,
+    input: &[u8],
+) -> Result<Vec<u8>, Failure> {
     let (alg, hash) = akv_proto::rsa_sign(params, input)
         .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", key.key)))?;
     let size = params.modulus_bits.div_ceil(8);
-    let signature = sign(&key.key, alg, &hash)?;
+    let signature = sign(via, &key.key, alg, &hash).await?;
     if signature.len() > size {
         return Err(Failure::new(
             Reason::Sign,
@@ -257,7 +304,11 @@ pub fn sign_rsa(key: &VaultKey, params: &RsaSignParams, input: &[u8]) -> Result<
 
 /// Signs a digest with an EC vault key (truncated or widened to the curve as ECDSA does);
 /// returns the raw `r||s` and the curve.
-pub fn sign_ecdsa(key: &VaultKey, digest: &[u8]) -> Result<(Vec<u8>, Curve), Failure> {
+pub async fn sign_ecdsa(
+    via: Via,
+    key: &VaultKey,
+    digest: &[u8],
+) -> Result<(Vec<u8>, Curve), Failure> {
     let KeyKind::Ec { curve } = key.kind else {
         return Err(Failure::new(
             Reason::Internal,
@@ -266,7 +317,7 @@ pub fn sign_ecdsa(key: &VaultKey, digest: &[u8]) -> Result<(Vec<u8>, Curve), Fai
     };
     let (alg, hash) = akv_proto::ecdsa_sign(curve, digest)
         .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", key.key)))?;
-    let raw = sign(&key.key, alg, &hash)?;
+    let raw = sign(via, &key.key, alg, &hash).await?;
     if raw.len() != 2 * curve.field_len() {
         return Err(Failure::new(
             Reason::Sign,
@@ -282,14 +333,15 @@ pub fn sign_ecdsa(key: &VaultKey, digest: &[u8]) -> Result<(Vec<u8>, Curve), Fai
 }
 
 /// Decrypts with an RSA vault key as OpenSSL asked (`params` says padding and OAEP digests).
-pub fn decrypt_rsa(
+pub async fn decrypt_rsa(
+    via: Via,
     key: &VaultKey,
     params: &RsaDecryptParams,
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, Failure> {
     let alg = akv_proto::rsa_decrypt(params)
         .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", key.key)))?;
-    decrypt(&key.key, alg, ciphertext)
+    decrypt(via, &key.key, alg, ciphertext).await
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //! fork). After a fork the child notices the new pid and builds its own; the parent's state
 //! is deliberately leaked in the child, because dropping it would close (and send TLS
 //! close_notify on) sockets the parent still uses.
+//!
+//! Operations of OpenSSL ASYNC jobs run on the async backend instead: one tokio runtime
+//! with one worker thread per process, built on the first such operation (never at load
+//! time, so never before a fork), sharing the blocking client's circuit breakers.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -26,6 +30,73 @@ pub struct Runtime {
     pub policy: EndpointPolicy,
     /// The client.
     pub client: KeyClient,
+    /// The async client and its runtime, once an ASYNC job needed them.
+    async_side: Mutex<Option<Arc<AsyncSide>>>,
+}
+
+/// The async client and the runtime whose tasks run it.
+pub struct AsyncSide {
+    /// Where the tasks run; shut down without waiting when dropped (see `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The client, used inside the runtime's tasks.
+    pub client: akv_http_hyper::KeyClient,
+    /// One per vault request in flight: a server with a thousand handshakes waiting opens
+    /// at most this many connections to the vault, and keeps them.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl AsyncSide {
+    /// Runs `task` on the runtime.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(runtime) = &self.runtime {
+            drop(runtime.spawn(task));
+        }
+    }
+}
+
+impl Drop for AsyncSide {
+    fn drop(&mut self) {
+        // Without waiting: the last holder may be a task of this very runtime.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Runtime {
+    /// The async side, built on first use.
+    fn async_side(&self) -> Result<Arc<AsyncSide>, Failure> {
+        let mut slot = self.async_side.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(side) = slot.as_ref() {
+            return Ok(side.clone());
+        }
+        let built = Arc::new(build_async_side(&self.resolved, &self.client)?);
+        *slot = Some(built.clone());
+        Ok(built)
+    }
+}
+
+/// The async side of the current runtime, building what is missing. Cheap once built: it
+/// is asked on an ASYNC job's small stack, where only the first call hops to a helper
+/// thread to build.
+pub fn async_side() -> Result<Arc<AsyncSide>, Failure> {
+    if let Some(side) = built_async_side() {
+        return Ok(side);
+    }
+    crate::stack::with_enough_stack(|| runtime()?.async_side())
+}
+
+fn built_async_side() -> Option<Arc<AsyncSide>> {
+    let slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    let current = slot.as_ref()?;
+    if current.pid != process_id() || current.generation != settings::generation() {
+        return None;
+    }
+    current
+        .async_side
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
 }
 
 /// Settings read from control commands and the environment, ready to build a runtime.
@@ -35,6 +106,8 @@ struct Resolved {
     config: OperationConfig,
     transport: TransportConfig,
     source: akv_proto::credential::CredentialSource,
+    /// Most requests in flight on the async side.
+    async_connections: usize,
 }
 
 static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
@@ -238,11 +311,20 @@ fn resolve() -> Result<Resolved, Failure> {
         .source(choice)
         .map_err(|e| Failure::new(Reason::Configuration, e.to_string()))?;
     log::info(format_args!("credential source: {}", source.name()));
+    let async_connections = match settings::get("ASYNC_CONNECTIONS") {
+        None => 64,
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .map_err(|e| setting_err("ASYNC_CONNECTIONS", e))?
+            .max(1),
+    };
     Ok(Resolved {
         policy,
         config,
         transport,
         source,
+        async_connections,
     })
 }
 
@@ -288,5 +370,47 @@ fn construct(pid: u32, generation: u64, resolved: Resolved) -> Result<Runtime, F
         policy: resolved.policy.clone(),
         resolved,
         client,
+        async_side: Mutex::new(None),
+    })
+}
+
+fn build_async_side(resolved: &Resolved, blocking: &KeyClient) -> Result<AsyncSide, Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("e_akv-async")
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                Reason::Configuration,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })?;
+    // Idle connections are kept for every request that may be in flight.
+    let transport_config = TransportConfig {
+        max_idle_per_host: resolved.async_connections,
+        ..resolved.transport.clone()
+    };
+    // The transport's connector needs the runtime to be entered.
+    let client = {
+        let _entered = runtime.enter();
+        let transport = akv_http_hyper::Transport::new(&transport_config)
+            .map_err(|e| Failure::new(Reason::Configuration, e.to_string()))?;
+        akv_http_hyper::KeyClient::sharing(
+            transport,
+            blocking.token_supply(),
+            blocking.breakers(),
+            resolved.config.clone(),
+        )
+    };
+    log::info(format_args!(
+        "async runtime started for ASYNC jobs (one worker thread, at most {} requests in flight)",
+        resolved.async_connections
+    ));
+    Ok(AsyncSide {
+        runtime: Some(runtime),
+        client,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(resolved.async_connections)),
     })
 }

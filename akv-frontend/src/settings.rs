@@ -57,6 +57,13 @@ fn count(v: &str) -> Result<(), String> {
         .map_err(|_| format!("{v:?} is not a whole number"))
 }
 
+fn positive(v: &str) -> Result<(), String> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(()),
+        _ => Err(format!("{v:?} is not a whole number of at least 1")),
+    }
+}
+
 fn log_level(v: &str) -> Result<(), String> {
     crate::log::Level::parse(v)
         .map(|_| ())
@@ -71,7 +78,7 @@ fn hosts(v: &str) -> Result<(), String> {
 }
 
 /// Every setting, in control-command order.
-pub const SETTINGS: [Setting; 18] = [
+pub const SETTINGS: [Setting; 19] = [
     Setting { name: c"CLOUD", env: "AKV_CLOUD", description: c"Azure cloud: public (default), china or usgov", validate: cloud },
     Setting { name: c"ALLOWED_HOSTS", env: "AKV_ALLOWED_HOSTS", description: c"Extra hosts keys may live on besides Azure's (host, host:port or .suffix, comma-separated)", validate: hosts },
     Setting { name: c"ENDPOINT", env: "AKV_ENDPOINT", description: c"Send vault:/managedHsm: keys to this https://host[:port] (private gateway or local emulator)", validate: any },
@@ -82,6 +89,7 @@ pub const SETTINGS: [Setting; 18] = [
     Setting { name: c"BREAKER_FAILURES", env: "AKV_BREAKER_FAILURES", description: c"Connect failures or timeouts within 30 s that make operations on that vault fail at once (default 2; 0: never)", validate: count },
     Setting { name: c"BREAKER_COOLDOWN_MS", env: "AKV_BREAKER_COOLDOWN_MS", description: c"Wait before the first probe of an unreachable vault, doubling while it stays down (default 2000)", validate: millis },
     Setting { name: c"BREAKER_MAX_COOLDOWN_MS", env: "AKV_BREAKER_MAX_COOLDOWN_MS", description: c"Longest wait between probes of an unreachable vault, which bounds the time to notice its return (default 10000)", validate: millis },
+    Setting { name: c"ASYNC_CONNECTIONS", env: "AKV_ASYNC_CONNECTIONS", description: c"Most vault requests in flight (and connections) for the operations of ASYNC jobs; more wait their turn (default 64)", validate: positive },
     Setting { name: c"CREDENTIAL", env: "AKV_CREDENTIAL", description: c"Token source: auto (default), managed-identity, workload-identity, client-secret, cli or static", validate: credential },
     Setting { name: c"MI_CLIENT_ID", env: "AKV_MI_CLIENT_ID", description: c"User-assigned managed identity by client id", validate: any },
     Setting { name: c"MI_OBJECT_ID", env: "AKV_MI_OBJECT_ID", description: c"User-assigned managed identity by object id", validate: any },

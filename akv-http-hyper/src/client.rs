@@ -26,6 +26,22 @@ impl KeyClient {
         KeyClient(ClientParts::new(transport, tokens, config))
     }
 
+    /// A client sharing a blocking client's token supply and circuit breakers (from its
+    /// `token_supply()` and `breakers()`): one token and one view of each vault per process.
+    pub fn sharing(
+        transport: Transport,
+        supply: Arc<akv_local::SharedSupply>,
+        breakers: Arc<akv_local::Breakers>,
+        config: OperationConfig,
+    ) -> Self {
+        KeyClient(ClientParts::sharing_breakers(
+            transport,
+            Arc::new(TokenProvider::sharing(supply)),
+            breakers,
+            config,
+        ))
+    }
+
     /// Tells `observer` of each change of a vault's circuit breaker (for the log).
     pub fn on_breaker_transition(&self, observer: akv_local::BreakerObserver) {
         self.0.breakers.observe(observer);

@@ -1,13 +1,13 @@
-//! The process's tokens for async callers: one [`TokenSupply`] behind a mutex (never held
-//! across an await), waits on a `Notify`, fetches run through the same transport.
+//! The process's tokens for async callers: one [`SharedSupply`] (which a blocking client of
+//! the same process may share; its lock is never held across an await), waits on its waker
+//! list, fetches run through the transport.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akv_local::unix_now;
-use akv_proto::credential::{CredentialSource, FetchPoll, Supply, TokenFetch, TokenSupply};
+use akv_local::{SharedSupply, unix_now};
+use akv_proto::credential::{CredentialSource, FetchPoll, Supply, TokenFetch};
 use akv_proto::{AccessToken, CredentialError, TokenNeed};
-use tokio::sync::Notify;
 
 use crate::local::{read_file_capped, run_command};
 use crate::transport::Transport;
@@ -15,17 +15,18 @@ use crate::transport::Transport;
 /// Gives tokens to operations: from the cache, or fetched from the credential source.
 #[derive(Debug)]
 pub struct TokenProvider {
-    supply: Mutex<TokenSupply>,
-    fetched: Notify,
+    shared: Arc<SharedSupply>,
 }
 
 impl TokenProvider {
     /// A provider for `source`; each fetch may take at most `budget`.
     pub fn new(source: CredentialSource, budget: Duration) -> TokenProvider {
-        TokenProvider {
-            supply: Mutex::new(TokenSupply::new(source, budget)),
-            fetched: Notify::new(),
-        }
+        TokenProvider::sharing(Arc::new(SharedSupply::new(source, budget)))
+    }
+
+    /// A provider taking tokens from `shared`, which other providers may use too.
+    pub fn sharing(shared: Arc<SharedSupply>) -> TokenProvider {
+        TokenProvider { shared }
     }
 
     /// A token for `need`, waiting for another task's fetch when one is under way.
@@ -36,27 +37,27 @@ impl TokenProvider {
     ) -> Result<AccessToken, CredentialError> {
         let mut rejected = need.rejected.clone();
         loop {
-            let (next, notified, budget) = {
-                let mut supply = self.supply.lock().unwrap_or_else(|p| p.into_inner());
-                // Created under the lock: it sees every notification sent after this point.
-                let notified = self.fetched.notified();
+            let (next, seen, budget) = {
+                let mut supply = self.shared.lock();
+                // Read under the lock: every fetch completed after this point moves it.
+                let seen = self.shared.completed();
                 let now = Instant::now();
                 let next = supply.next(&need.audience, rejected.take().as_ref(), now, unix_now());
-                (next, notified, supply.budget())
+                (next, seen, supply.budget())
             };
             match next {
                 Supply::Use(token) => return Ok(token),
                 Supply::Wait => {
-                    let _ = tokio::time::timeout(budget, notified).await;
+                    // Bounded: if the fetching caller died, `next` hands us the fetch.
+                    let _ = tokio::time::timeout(budget, self.shared.fetched_since(seen)).await;
                 }
                 Supply::Fetch(mut fetch, claim) => {
                     let result = drive(&mut fetch, transport).await;
                     let result = self
-                        .supply
+                        .shared
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
                         .complete(claim, &fetch, result, Instant::now());
-                    self.fetched.notify_waiters();
+                    self.shared.notify_fetched();
                     return result;
                 }
             }

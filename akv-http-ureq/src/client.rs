@@ -31,6 +31,16 @@ impl KeyClient {
         self.0.breakers.observe(observer);
     }
 
+    /// The token supply, for an async client of the same process to share.
+    pub fn token_supply(&self) -> Arc<akv_local::SharedSupply> {
+        self.0.tokens.supply()
+    }
+
+    /// The vaults' circuit breakers, for an async client of the same process to share.
+    pub fn breakers(&self) -> Arc<akv_local::Breakers> {
+        self.0.breakers.clone()
+    }
+
     /// Runs any key operation to completion.
     pub fn run(&self, key: &KeyId, call: KeyCall) -> Result<Output, ClientError> {
         let mut op = self.0.start(key, call);

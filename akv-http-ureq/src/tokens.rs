@@ -1,11 +1,11 @@
-//! The process's tokens for threads: one [`TokenSupply`] behind a mutex, waits on a condition
-//! variable, fetches run through the same transport.
+//! The process's tokens for threads: one [`SharedSupply`] (which an async client of the same
+//! process may share), waits on its condition variable, fetches run through the transport.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use akv_local::{read_file_capped, unix_now};
-use akv_proto::credential::{CredentialSource, FetchPoll, Supply, TokenFetch, TokenSupply};
+use akv_local::{SharedSupply, read_file_capped, unix_now};
+use akv_proto::credential::{CredentialSource, FetchPoll, Supply, TokenFetch};
 use akv_proto::{AccessToken, CredentialError, TokenNeed};
 
 use crate::local::run_command;
@@ -14,25 +14,28 @@ use crate::transport::Transport;
 /// Gives tokens to operations: from the cache, or fetched from the credential source.
 #[derive(Debug)]
 pub struct TokenProvider {
-    supply: Mutex<TokenSupply>,
-    fetched: Condvar,
+    shared: Arc<SharedSupply>,
 }
 
 impl TokenProvider {
     /// A provider for `source`; each fetch may take at most `budget`.
     pub fn new(source: CredentialSource, budget: Duration) -> TokenProvider {
-        TokenProvider {
-            supply: Mutex::new(TokenSupply::new(source, budget)),
-            fetched: Condvar::new(),
-        }
+        TokenProvider::sharing(Arc::new(SharedSupply::new(source, budget)))
+    }
+
+    /// A provider taking tokens from `shared`, which other providers may use too.
+    pub fn sharing(shared: Arc<SharedSupply>) -> TokenProvider {
+        TokenProvider { shared }
+    }
+
+    /// The supply this provider takes tokens from.
+    pub fn supply(&self) -> Arc<SharedSupply> {
+        self.shared.clone()
     }
 
     /// Forgets every cached token (after a fork, say).
     pub fn clear(&self) {
-        self.supply
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.shared.lock().clear();
     }
 
     /// A token for `need`, waiting for another thread's fetch when one is under way.
@@ -42,7 +45,7 @@ impl TokenProvider {
         transport: &Transport,
     ) -> Result<AccessToken, CredentialError> {
         let mut rejected = need.rejected.clone();
-        let mut supply = self.supply.lock().unwrap_or_else(|p| p.into_inner());
+        let mut supply = self.shared.lock();
         loop {
             let now = Instant::now();
             match supply.next(&need.audience, rejected.take().as_ref(), now, unix_now()) {
@@ -50,21 +53,16 @@ impl TokenProvider {
                 Supply::Wait => {
                     // Bounded wait: if the fetching thread died, `next` hands us the fetch.
                     let budget = supply.budget();
-                    supply = self
-                        .fetched
-                        .wait_timeout(supply, budget)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    supply = self.shared.wait(supply, budget);
                 }
                 Supply::Fetch(mut fetch, claim) => {
                     drop(supply);
                     let result = drive(&mut fetch, transport);
                     let result = self
-                        .supply
+                        .shared
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
                         .complete(claim, &fetch, result, Instant::now());
-                    self.fetched.notify_all();
+                    self.shared.notify_fetched();
                     return result;
                 }
             }

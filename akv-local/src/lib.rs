@@ -1,7 +1,8 @@
 //! `akv-local`: the synchronous pieces the blocking and the async backend take from the
 //! machine in exactly the same way: reading a small file with a size cap, the trust roots
 //! (platform store plus the configured CA file), the wall clock in Unix seconds, and unique
-//! request ids. Written once so that the two backends cannot drift apart.
+//! request ids; the circuit breakers and the token supply a process's clients share. Written
+//! once so that the two backends cannot drift apart.
 //!
 //! It must stay small and synchronous: no HTTP, no runtime, no protocol decisions (those
 //! belong to `akv-proto`). The async backend calls the file reads on a blocking thread.
@@ -21,7 +22,10 @@ use akv_proto::{
     Outcome, Transition, TransportConfig, TransportError, TransportErrorKind,
 };
 use rustls_pki_types::CertificateDer;
+
+mod shared_tokens;
 use rustls_pki_types::pem::PemObject;
+pub use shared_tokens::SharedSupply;
 
 /// Reads at most `max_len` bytes; a longer file is an error, not a truncated read.
 pub fn read_file_capped(path: &Path, max_len: usize) -> Result<Vec<u8>, String> {
@@ -238,6 +242,22 @@ impl<T, P> ClientParts<T, P> {
             transport,
             tokens,
             breakers: Arc::new(Breakers::new(config.breaker.clone())),
+            config,
+        }
+    }
+
+    /// The parts of a client that shares another client's circuit breakers (a process's
+    /// blocking and async clients see the same vaults).
+    pub fn sharing_breakers(
+        transport: T,
+        tokens: Arc<P>,
+        breakers: Arc<Breakers>,
+        config: OperationConfig,
+    ) -> Self {
+        ClientParts {
+            transport,
+            tokens,
+            breakers,
             config,
         }
     }

@@ -4,6 +4,7 @@
 //! it with the exported public key.
 
 use std::ffi::{c_int, c_void};
+use std::sync::Arc;
 
 use akv_frontend::failure::{Failure, Reason};
 use akv_frontend::remote::{KeyKind, VaultKey};
@@ -18,7 +19,7 @@ use crate::abi::{
     OSSL_PARAM_UTF8_STRING, RSA_NO_PADDING, RSA_PKCS1_OAEP_PADDING, RSA_PKCS1_PADDING, entry,
     names,
 };
-use crate::core::guard;
+use crate::core::{guard, guard_remote};
 use crate::keys;
 use crate::params::{self, END, template};
 use crate::signature::digest_from_name;
@@ -134,7 +135,6 @@ unsafe extern "C" fn decrypt_init(
     })
 }
 
-/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn decrypt(
     ctx: *mut c_void,
     out: *mut u8,
@@ -143,41 +143,27 @@ unsafe extern "C" fn decrypt(
     input: *const u8,
     inlen: usize,
 ) -> c_int {
-    if out.is_null() {
-        // A size query: nothing remote, nothing to move.
-        // SAFETY: the arguments OpenSSL passed.
-        return unsafe { decrypt_here(ctx, out, outlen, outsize, input, inlen) };
-    }
-    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
-    unsafe {
-        akv_frontend::async_job::run_off_the_fibre(0, move || {
-            decrypt_here(ctx, out, outlen, outsize, input, inlen)
-        })
-    }
-}
-
-unsafe fn decrypt_here(
-    ctx: *mut c_void,
-    out: *mut u8,
-    outlen: *mut usize,
-    outsize: usize,
-    input: *const u8,
-    inlen: usize,
-) -> c_int {
-    guard(c"asym_cipher_decrypt", 0, || {
-        let ctx = unsafe { ctx_of(ctx) }?;
+    let key_of = |ctx: &CipherCtx| -> Result<(Arc<VaultKey>, usize), Failure> {
         let key = ctx
             .key
-            .as_ref()
+            .clone()
             .ok_or_else(|| Failure::new(Reason::Internal, "decrypt before decrypt_init"))?;
-        let KeyKind::Rsa { bits } = key.kind else {
-            return Err(Failure::new(Reason::Internal, "not an RSA key"));
-        };
-        if out.is_null() {
+        match key.kind {
+            KeyKind::Rsa { bits } => Ok((key, bits)),
+            KeyKind::Ec { .. } => Err(Failure::new(Reason::Internal, "not an RSA key")),
+        }
+    };
+    if out.is_null() {
+        return guard(c"asym_cipher_decrypt", 0, || {
+            let (_, bits) = key_of(unsafe { ctx_of(ctx) }?)?;
             // SAFETY: outlen is writable.
             unsafe { *outlen = bits.div_ceil(8) };
-            return Ok(1);
-        }
+            Ok(1)
+        });
+    }
+    let body = move |via| async move {
+        let ctx = unsafe { ctx_of(ctx) }?;
+        let (key, _) = key_of(ctx)?;
         let params = RsaDecryptParams {
             padding: RsaPadding::from_openssl(ctx.pad_mode),
             oaep_digest: ctx.oaep_digest,
@@ -186,7 +172,7 @@ unsafe fn decrypt_here(
         };
         // SAFETY: input holds inlen bytes.
         let ciphertext = unsafe { std::slice::from_raw_parts(input, inlen) };
-        let plaintext = akv_frontend::remote::decrypt_rsa(key, &params, ciphertext)?;
+        let plaintext = akv_frontend::remote::decrypt_rsa(via, &key, &params, ciphertext).await?;
         if plaintext.len() > outsize {
             return Err(Failure::new(
                 Reason::BufferTooSmall,
@@ -202,7 +188,9 @@ unsafe fn decrypt_here(
             *outlen = plaintext.len();
         }
         Ok(1)
-    })
+    };
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe { guard_remote(c"asym_cipher_decrypt", 0, body) }
 }
 
 unsafe extern "C" fn get_ctx_params(ctx: *mut c_void, params: *mut OSSL_PARAM) -> c_int {

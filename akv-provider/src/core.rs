@@ -230,3 +230,23 @@ pub fn guard<T>(
 ) -> T {
     akv_frontend::failure::guard(function, on_error, raise, body)
 }
+
+/// Runs the body of a callback that calls the vault behind the same guard: in place, or as
+/// a task of the async runtime inside an OpenSSL ASYNC job (see
+/// [`akv_frontend::async_job::run_remote`]).
+///
+/// # Safety
+/// As for `run_remote`: the body may run on another thread and must use only the
+/// callback's arguments.
+pub unsafe fn guard_remote<T, F>(
+    function: &'static CStr,
+    on_error: T,
+    body: impl FnOnce(akv_frontend::remote::Via) -> F + 'static,
+) -> T
+where
+    T: Copy + 'static,
+    F: std::future::Future<Output = Result<T, Failure>> + 'static,
+{
+    // SAFETY: the caller's promise, passed on.
+    unsafe { akv_frontend::async_job::run_remote(function, on_error, raise, body) }
+}

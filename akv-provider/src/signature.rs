@@ -9,7 +9,7 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::Arc;
 
 use akv_frontend::failure::{Failure, Reason};
-use akv_frontend::remote::{KeyKind, VaultKey};
+use akv_frontend::remote::{KeyKind, VaultKey, Via};
 use akv_proto::{Digest, PssSaltLen, RsaPadding, RsaSignParams};
 
 use crate::abi::{
@@ -22,7 +22,7 @@ use crate::abi::{
     OSSL_PARAM_OCTET_STRING, OSSL_PARAM_UTF8_STRING, RSA_PKCS1_PADDING, RSA_PKCS1_PSS_PADDING,
     RSA_PSS_SALTLEN_AUTO, RSA_PSS_SALTLEN_DIGEST, RSA_PSS_SALTLEN_MAX, entry, names,
 };
-use crate::core::guard;
+use crate::core::{guard, guard_remote};
 use crate::params::{self, END, template};
 use crate::{der, keys};
 
@@ -187,11 +187,11 @@ impl SigCtx {
     }
 
     /// Signs a finished digest; returns what goes into the caller's buffer.
-    fn sign_digest(&self, digest_bytes: &[u8]) -> Result<Vec<u8>, Failure> {
+    async fn sign_digest(&self, via: Via, digest_bytes: &[u8]) -> Result<Vec<u8>, Failure> {
         let key = self.key()?;
         match key.kind {
             KeyKind::Ec { .. } => {
-                let (raw, curve) = akv_frontend::remote::sign_ecdsa(key, digest_bytes)?;
+                let (raw, curve) = akv_frontend::remote::sign_ecdsa(via, key, digest_bytes).await?;
                 akv_proto::ecdsa_raw_to_der(curve, &raw)
                     .map_err(|e| Failure::new(Reason::Sign, e.to_string()))
             }
@@ -204,7 +204,7 @@ impl SigCtx {
                     mgf1: self.mgf1,
                     modulus_bits: bits,
                 };
-                akv_frontend::remote::sign_rsa(key, &params, digest_bytes)
+                akv_frontend::remote::sign_rsa(via, key, &params, digest_bytes).await
             }
         }
     }
@@ -317,7 +317,6 @@ unsafe extern "C" fn sign_init(
     })
 }
 
-/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn sign(
     ctx: *mut c_void,
     sig: *mut u8,
@@ -327,42 +326,26 @@ unsafe extern "C" fn sign(
     tbslen: usize,
 ) -> c_int {
     if sig.is_null() {
-        // A size query: nothing remote, nothing to move.
-        // SAFETY: the arguments OpenSSL passed.
-        return unsafe { sign_here(ctx, sig, siglen, sigsize, tbs, tbslen) };
-    }
-    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
-    unsafe {
-        akv_frontend::async_job::run_off_the_fibre(0, move || {
-            sign_here(ctx, sig, siglen, sigsize, tbs, tbslen)
-        })
-    }
-}
-
-unsafe fn sign_here(
-    ctx: *mut c_void,
-    sig: *mut u8,
-    siglen: *mut usize,
-    sigsize: usize,
-    tbs: *const u8,
-    tbslen: usize,
-) -> c_int {
-    guard(c"signature_sign", 0, || {
-        let ctx = unsafe { ctx_of(ctx) }?;
-        if sig.is_null() {
+        return guard(c"signature_sign", 0, || {
+            let ctx = unsafe { ctx_of(ctx) }?;
             // SAFETY: siglen is writable.
             unsafe { *siglen = ctx.max_size()? };
-            return Ok(1);
-        }
+            Ok(1)
+        });
+    }
+    let body = move |via| async move {
+        let ctx = unsafe { ctx_of(ctx) }?;
         if tbs.is_null() {
             return Err(Failure::new(Reason::Internal, "nothing to sign"));
         }
         // SAFETY: tbs holds tbslen bytes.
         let digest = unsafe { std::slice::from_raw_parts(tbs, tbslen) };
-        let output = ctx.sign_digest(digest)?;
+        let output = ctx.sign_digest(via, digest).await?;
         // SAFETY: sig holds sigsize bytes.
         unsafe { copy_out(&output, sig, siglen, sigsize) }
-    })
+    };
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe { guard_remote(c"signature_sign", 0, body) }
 }
 
 unsafe extern "C" fn digest_sign_init(
@@ -412,7 +395,6 @@ unsafe extern "C" fn digest_sign_update(ctx: *mut c_void, data: *const u8, len: 
     })
 }
 
-/// In an ASYNC job, the work moves off the job's small stack (see `async_job`).
 unsafe extern "C" fn digest_sign_final(
     ctx: *mut c_void,
     sig: *mut u8,
@@ -420,40 +402,26 @@ unsafe extern "C" fn digest_sign_final(
     sigsize: usize,
 ) -> c_int {
     if sig.is_null() {
-        // A size query: nothing remote, nothing to move.
-        // SAFETY: the arguments OpenSSL passed.
-        return unsafe { digest_sign_final_here(ctx, sig, siglen, sigsize) };
-    }
-    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
-    unsafe {
-        akv_frontend::async_job::run_off_the_fibre(0, move || {
-            digest_sign_final_here(ctx, sig, siglen, sigsize)
-        })
-    }
-}
-
-unsafe fn digest_sign_final_here(
-    ctx: *mut c_void,
-    sig: *mut u8,
-    siglen: *mut usize,
-    sigsize: usize,
-) -> c_int {
-    guard(c"signature_digest_sign_final", 0, || {
-        let ctx = unsafe { ctx_of(ctx) }?;
-        if sig.is_null() {
+        return guard(c"signature_digest_sign_final", 0, || {
+            let ctx = unsafe { ctx_of(ctx) }?;
             // SAFETY: siglen is writable.
             unsafe { *siglen = ctx.max_size()? };
-            return Ok(1);
-        }
+            Ok(1)
+        });
+    }
+    let body = move |via| async move {
+        let ctx = unsafe { ctx_of(ctx) }?;
         let digest = ctx
             .hasher
             .as_ref()
             .ok_or_else(|| Failure::new(Reason::Internal, "digest_sign_final before init"))?
             .peek();
-        let output = ctx.sign_digest(&digest)?;
+        let output = ctx.sign_digest(via, &digest).await?;
         // SAFETY: sig holds sigsize bytes.
         unsafe { copy_out(&output, sig, siglen, sigsize) }
-    })
+    };
+    // SAFETY: the body uses only the callback's arguments, untouched until it returns.
+    unsafe { guard_remote(c"signature_digest_sign_final", 0, body) }
 }
 
 unsafe extern "C" fn get_ctx_params(ctx: *mut c_void, params: *mut OSSL_PARAM) -> c_int {

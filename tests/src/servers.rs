@@ -2,12 +2,13 @@
 //! nginx run in the foreground, and a TLS load generator that makes every handshake a full
 //! one (no resumption), so each one costs the server a remote signature.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::emulator::Faults;
@@ -21,10 +22,22 @@ pub struct TestCa {
     key: String,
 }
 
+/// The extensions of a TLS server certificate for this machine.
+const SERVER_USAGE: &str = "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1";
+
 impl TestCa {
     /// Creates the CA in the lab's work folder.
     pub fn new(lab: &Lab) -> TestCa {
-        let (cert, key) = (lab.path("ca.crt"), lab.path("ca.key"));
+        TestCa::named(lab, "ca")
+    }
+
+    /// Creates a CA whose files are named `NAME.crt` and `NAME.key` (a second CA, to check
+    /// that a verifier refuses what the first did not issue).
+    pub fn named(lab: &Lab, name: &str) -> TestCa {
+        let (cert, key) = (
+            lab.path(&format!("{name}.crt")),
+            lab.path(&format!("{name}.key")),
+        );
         lab.ok(&[
             "req",
             "-x509",
@@ -38,7 +51,7 @@ impl TestCa {
             "-out",
             &cert,
             "-subj",
-            "/CN=e_akv test CA",
+            &format!("/CN=e_akv test CA {name}"),
             "-days",
             "2",
             "-addext",
@@ -51,22 +64,12 @@ impl TestCa {
 
     /// A certificate for the vault key `key` (a CSR signed through the engine, then by the CA).
     pub fn issue(&self, lab: &Lab, key: &str, cn: &str, client: bool) -> String {
-        let csr = lab.path(&format!("{cn}.csr"));
-        lab.ok(&[
-            "req",
-            "-new",
-            "-engine",
-            "e_akv",
-            "-keyform",
-            "engine",
-            "-key",
-            &format!("vault:myvault:{key}"),
-            "-subj",
-            &format!("/CN={cn}"),
-            "-out",
-            &csr,
-        ]);
-        self.sign(lab, &csr, cn, client)
+        let usage = if client {
+            "extendedKeyUsage=clientAuth"
+        } else {
+            SERVER_USAGE
+        };
+        self.issue_with(lab, key, cn, usage)
     }
 
     /// A local P-256 key file and a server certificate for it: (certificate, key file).
@@ -88,17 +91,33 @@ impl TestCa {
             "-out",
             &csr,
         ]);
-        (self.sign(lab, &csr, cn, false), key)
+        (self.sign_with(lab, &csr, cn, SERVER_USAGE), key)
     }
 
-    fn sign(&self, lab: &Lab, csr: &str, cn: &str, client: bool) -> String {
+    /// A certificate for the vault key `key` with these extensions (`openssl x509 -extfile`
+    /// lines, for example `extendedKeyUsage=critical,codeSigning`).
+    pub fn issue_with(&self, lab: &Lab, key: &str, cn: &str, extensions: &str) -> String {
+        let csr = lab.path(&format!("{cn}.csr"));
+        lab.ok(&[
+            "req",
+            "-new",
+            "-engine",
+            "e_akv",
+            "-keyform",
+            "engine",
+            "-key",
+            &format!("vault:myvault:{key}"),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-out",
+            &csr,
+        ]);
+        self.sign_with(lab, &csr, cn, extensions)
+    }
+
+    fn sign_with(&self, lab: &Lab, csr: &str, cn: &str, usage: &str) -> String {
         let crt = lab.path(&format!("{cn}.crt"));
         let ext = lab.path(&format!("{cn}.ext"));
-        let usage = if client {
-            "extendedKeyUsage=clientAuth"
-        } else {
-            "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1"
-        };
         std::fs::write(&ext, format!("basicConstraints=CA:FALSE\n{usage}\n")).expect("ext file");
         lab.ok(&[
             "x509",
@@ -306,6 +325,11 @@ impl Haproxy {
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// The (master) process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Stops it the way an operator does (`SIGUSR1`: finish, then exit) and waits, at most
@@ -751,4 +775,38 @@ pub fn abandoned_handshake(port: u16, ca: &Path, after: Duration) {
         let _ = conn.write_tls(&mut sock);
         std::thread::sleep(after);
     }
+}
+
+/// The names of a process's threads now (`/proc/PID/task/*/comm`).
+pub fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+/// Runs `work` while sampling `pid`'s threads every 10 ms; returns its result, the most
+/// threads seen at once and every thread name seen.
+pub fn watching_threads<T>(pid: u32, work: impl FnOnce() -> T) -> (T, usize, BTreeSet<String>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut most, mut names) = (0, BTreeSet::new());
+            while !stop.load(Ordering::SeqCst) {
+                let now = thread_names(pid);
+                most = most.max(now.len());
+                names.extend(now);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (most, names)
+        })
+    };
+    let result = work();
+    stop.store(true, Ordering::SeqCst);
+    let (most, names) = sampler.join().expect("sampler");
+    (result, most, names)
 }

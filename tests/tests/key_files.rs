@@ -2,6 +2,7 @@
 //! provider's encoder and read by its decoder, so that programs which read only key files
 //! use vault keys unchanged.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use akv_tests::frontends::{FrontEnd, OpenSsl, s_client};
 use akv_tests::lab::Lab;
 use akv_tests::servers::{
     HangFigures, Haproxy, Nginx, TestCa, handshakes, handshakes_under_faults, haproxy_bind,
-    haproxy_config, load_through_outage, outage_then_recovery,
+    haproxy_config, load_through_outage, outage_then_recovery, watching_threads,
 };
 use akv_tests::support::{TempDir, free_port, provider_cnf};
 
@@ -703,6 +704,8 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
     let log = rl.lab.path("akv.log");
     rl.lab.set_env("AKV_LOG_LEVEL", "error");
     rl.lab.set_env("AKV_LOG_FILE", &log);
+    // Fewer vault requests in flight than clients: the rest wait their turn.
+    rl.lab.set_env("AKV_ASYNC_CONNECTIONS", "16");
     let binds = rl.haproxy_binds();
     let config = |global: &[&str]| haproxy_config(global, &binds, "ok");
     rl.use_provider();
@@ -717,6 +720,7 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
         ("blocking", &["nbthread 1"][..]),
         ("async", &["nbthread 1", "ssl-mode-async"][..]),
     ] {
+        rl.lab.emulator().reset_stats();
         let haproxy = Haproxy::start(
             &rl.lab,
             &format!("haproxy-{mode}"),
@@ -724,8 +728,12 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
             first_port,
             false,
         );
+        let mut threads = (0, BTreeSet::new());
         for s in &rl.served {
-            let report = handshakes(s.port, &ca, 200, 32);
+            let (report, most, names) =
+                watching_threads(haproxy.pid(), || handshakes(s.port, &ca, 200, 32));
+            threads.0 = threads.0.max(most);
+            threads.1.extend(names);
             assert_eq!(
                 (report.ok, report.failed),
                 (200, 0),
@@ -740,6 +748,25 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
                 s.name
             );
             rates.push((mode, s.name, rate));
+        }
+        // The key was loaded with the blocking client, the handshakes signed with the async
+        // one: one token, and connections reused, bounded by the 16 requests in flight (the
+        // pool may open one more per request while a finished one's connection is on its
+        // way back, and keeps 16), not growing with the 400 signatures.
+        let stats = rl.lab.emulator().stats();
+        assert_eq!(stats.token_requests, 1, "{mode}: {stats:?}");
+        assert!(stats.connections <= 1 + 2 * 16, "{mode}: {stats:?}");
+        eprintln!(
+            "HAProxy nbthread 1, {mode}: {} threads at most ({:?}), {} vault connections for {} signatures",
+            threads.0,
+            threads.1,
+            stats.connections,
+            stats.route("sign")
+        );
+        if mode == "async" {
+            // 32 signatures in flight on one runtime thread, not a thread each.
+            assert!(threads.1.contains("e_akv-async"), "{threads:?}");
+            assert!(threads.0 <= 6, "{threads:?}");
         }
     }
     for (name, blocking, fast) in [0, 1].map(|i| (rates[i].1, rates[i].2, rates[i + 2].2)) {

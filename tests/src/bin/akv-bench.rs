@@ -475,8 +475,8 @@ fn async_jobs_section(report: &mut String, root: &Path, quick: bool) {
     let clients = 64;
     writeln!(report, "## HAProxy with OpenSSL ASYNC jobs\n").unwrap();
     writeln!(report, "HAProxy 2.6 with `nbthread 1` serves a vault EC P-256 key through a key reference file (the provider); the emulator adds 20 ms to every answer; {clients} client threads make full TLS handshakes (no resumption, TLS 1.3 and 1.2 alternating, each verified). Without `ssl-mode-async` the thread waits for each signature (bound: 50/s); with it, handshakes wait in ASYNC jobs.\n").unwrap();
-    writeln!(report, "| mode | handshakes | handshakes/s | p50 / p99 (ms) | failures | vault connections | tokens |").unwrap();
-    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    writeln!(report, "| mode | handshakes | handshakes/s | p50 / p99 (ms) | failures | new vault connections | new tokens | HAProxy threads at most |").unwrap();
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
     lab.emulator().set_faults(Faults {
         latency_ms: 20,
         ..Faults::default()
@@ -499,14 +499,16 @@ fn async_jobs_section(report: &mut String, root: &Path, quick: bool) {
             akv_tests::servers::Haproxy::start(&lab, "haproxy-async", &config, port, false);
         let _ = handshakes(port, Path::new(&ca.cert), 16, 4);
         lab.emulator().reset_stats();
-        let run = handshakes(port, Path::new(&ca.cert), total, clients);
+        let (run, threads, _) = akv_tests::servers::watching_threads(haproxy.pid(), || {
+            handshakes(port, Path::new(&ca.cert), total, clients)
+        });
         let stats = lab.emulator().stats();
         drop(haproxy);
         let rate = run.ok as f64 / run.elapsed.as_secs_f64();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         writeln!(
             report,
-            "| {mode} | {} | {rate:.0} | {:.1} / {:.1} | {} | {} | {} |",
+            "| {mode} | {} | {rate:.0} | {:.1} / {:.1} | {} | {} | {} | {threads} |",
             run.ok + run.failed,
             ms(quantile(&run.latencies, 0.5)),
             ms(quantile(&run.latencies, 0.99)),
