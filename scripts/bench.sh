@@ -9,13 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Two invocations: `--bin` would otherwise restrict the engine package to a binary it lacks.
-cargo build --release --locked -p akv-engine
+# Two invocations: `--bin` would otherwise restrict the library packages to a binary they lack.
+# The provider too: the HAProxy and code-signing sections load it (a stale one would measure
+# old code).
+cargo build --release --locked -p akv-engine -p akv-provider
 cargo build --release --locked -p akv-tests --bin akv-bench
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || { echo "nginx is needed (apt-get install nginx)" >&2; exit 1; }
-for tool in wrk strace; do
+for tool in wrk strace osslsigncode; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install $tool)" >&2; exit 1; }
 done
+[[ -f /usr/lib/systemd/boot/efi/systemd-bootx64.efi ]] || { echo "systemd-boot's EFI image is needed (apt-get install systemd-boot-efi)" >&2; exit 1; }
 
 out=BENCHMARKS.md
 marker='<!-- analysis: kept across runs -->'

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suites need. Installed only when missing.
-PACKAGES=(pkg-config libssl-dev openssl gcc libc6-dev make perl valgrind curl nginx stunnel4 strace haproxy apache2 python3)
+PACKAGES=(pkg-config libssl-dev openssl gcc libc6-dev make perl valgrind curl nginx stunnel4 strace haproxy apache2 python3
+          sbsigntool osslsigncode systemd-boot-efi linux-kbuild-6.1)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -65,6 +65,14 @@ impl FrontEnd {
         ]
     }
 
+    /// The provider in each OpenSSL: the system's 3.0 and the 4.0.3 build.
+    pub fn providers() -> Vec<FrontEnd> {
+        vec![
+            FrontEnd::Provider(OpenSsl::system()),
+            FrontEnd::Provider(OpenSsl::four()),
+        ]
+    }
+
     /// For messages and file names.
     pub fn name(&self) -> String {
         match self {

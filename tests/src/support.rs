@@ -235,3 +235,8 @@ pub fn provider_cnf(lab: &crate::lab::Lab, dir: &Path) -> String {
         .as_bytes(),
     )
 }
+
+/// Owned copies of command-line words.
+pub fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}

@@ -9,7 +9,7 @@ use std::process::Output;
 use akv_tests::emulator::{Fault, Faults};
 use akv_tests::frontends::{FrontEnd, s_client};
 use akv_tests::lab::Lab;
-use akv_tests::support::{TempDir, compile_c_against, free_port, provider_dir};
+use akv_tests::support::{TempDir, compile_c_against, free_port, provider_dir, strings};
 
 const ALL_KEYS: [(&str, &str); 7] = [
     ("rsa2048", "rsa2048"),
@@ -38,10 +38,6 @@ fn private_lab(name: &str, fe: &FrontEnd) -> (TempDir, Lab) {
 
 fn key(name: &str) -> String {
     format!("vault:myvault:{name}")
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
 }
 
 /// Runs `openssl COMMAND ARGS` through the front end and insists it succeeds.

@@ -6,31 +6,20 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use akv_tests::frontends::{FrontEnd, OpenSsl, s_client};
+use akv_tests::frontends::{FrontEnd, s_client};
 use akv_tests::lab::Lab;
 use akv_tests::servers::{
     HangFigures, Haproxy, Nginx, TestCa, handshakes, handshakes_under_faults, haproxy_bind,
     haproxy_config, load_through_outage, outage_then_recovery, watching_threads,
 };
-use akv_tests::support::{TempDir, free_port, provider_cnf};
-
-fn providers() -> Vec<FrontEnd> {
-    vec![
-        FrontEnd::Provider(OpenSsl::system()),
-        FrontEnd::Provider(OpenSsl::four()),
-    ]
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
+use akv_tests::support::{TempDir, free_port, provider_cnf, strings};
 
 /// `openssl pkey -in vault:... -out ref.pem` writes the reference (and nothing secret);
 /// `-inkey ref.pem` then signs through the vault, on OpenSSL 3.0 and 4.0.3.
 #[test]
 fn references_are_written_and_read_on_both_versions() {
     let lab = Lab::shared("key-files", &[("rsa2048", "rsa2048"), ("p384", "p384")]);
-    for fe in providers() {
+    for fe in FrontEnd::providers() {
         for name in ["rsa2048", "p384"] {
             let reference = lab.path(&format!("{}-{name}.ref.pem", fe.tag()));
             let out = fe.run(
@@ -153,7 +142,7 @@ fn certificates_come_from_the_vault() {
         &[("rsa2048", "rsa2048"), ("p256", "p256"), ("bare", "p256")],
         |config| config.certificates = strings(&["rsa2048", "p256"]),
     );
-    for fe in providers() {
+    for fe in FrontEnd::providers() {
         let tag = fe.tag();
         for name in ["rsa2048", "p256"] {
             let uri = format!("vault:myvault:{name}");

@@ -5,20 +5,12 @@
 
 use std::path::Path;
 
-use akv_tests::frontends::{FrontEnd, OpenSsl};
+use akv_tests::frontends::FrontEnd;
 use akv_tests::lab::Lab;
 use akv_tests::support::{openssl4, provider_dir};
 
 fn lab() -> &'static Lab {
     Lab::shared("provider-cli", &[("p256", "p256"), ("rsa2048", "rsa2048")])
-}
-
-/// The provider in each OpenSSL.
-fn providers() -> Vec<FrontEnd> {
-    vec![
-        FrontEnd::Provider(OpenSsl::system()),
-        FrontEnd::Provider(OpenSsl::four()),
-    ]
 }
 
 fn key(name: &str) -> String {
@@ -34,7 +26,7 @@ fn store_uris_in_every_spelling() {
         .stdout;
     let version = lab.emulator().latest_version("p256").unwrap();
     let url = format!("{}/keys/p256/{version}", lab.emulator().base_url());
-    for fe in providers() {
+    for fe in FrontEnd::providers() {
         for uri in [
             key("p256"),
             "VAULT:myvault:p256".to_string(),
@@ -117,7 +109,7 @@ fn declared_abi_matches_the_headers_of_openssl_3_and_4() {
 #[test]
 fn settings_from_openssl_cnf() {
     let lab = lab();
-    for fe in providers() {
+    for fe in FrontEnd::providers() {
         let ossl = fe.openssl();
         let providers = provider_dir(Path::new(&lab.path("")));
         let env: std::collections::HashMap<String, String> = lab.env().into_iter().collect();

@@ -529,6 +529,142 @@ fn async_jobs_section(report: &mut String, root: &Path, quick: bool) {
     .unwrap();
 }
 
+/// A batch job: osslsigncode signing one EFI image per process, with a vault key (through a
+/// reference file, and through the engine) and, as the floor, with a local key file.
+fn code_signing_section(report: &mut String, root: &Path, quick: bool) {
+    let dir = root.join("code-signing");
+    let _ = std::fs::remove_dir_all(&dir);
+    let lab = Lab::start(&dir, &[("rsa2048", "rsa2048")], |_| {});
+    let ca = TestCa::new(&lab);
+    let crt = ca.issue_with(&lab, "rsa2048", "signer", "extendedKeyUsage=codeSigning");
+    let reference = lab.write(
+        "signer.ref.pem",
+        akv_proto::key_ref::to_pem("vault:myvault:rsa2048").as_bytes(),
+    );
+    let (local_crt, local_key) = {
+        let key = lab.path("local.key");
+        lab.ok(&[
+            "genpkey",
+            "-algorithm",
+            "rsa",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            &key,
+        ]);
+        let crt = lab.path("local.crt");
+        lab.ok(&[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            &key,
+            "-subj",
+            "/CN=local signer",
+            "-days",
+            "2",
+            "-out",
+            &crt,
+        ]);
+        (crt, key)
+    };
+    let cnf = provider_cnf(&lab, &dir);
+    let engine = akv_tests::support::engine_library().display().to_string();
+    let image = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+    let files = if quick { 100 } else { 1000 };
+    writeln!(
+        report,
+        "## Code signing: a batch job
+"
+    )
+    .unwrap();
+    writeln!(report, "{} signs {files} copies of systemd-boot's EFI image (SHA-256 Authenticode), one process per file, one after another, as a build script does. Every process loads the key and takes a token: what the vault sees per file is in the last columns.
+", tool_version("osslsigncode", &["--version"])).unwrap();
+    writeln!(report, "| key | files | files/s | ms per file | tokens | key fetches | signatures | vault connections |").unwrap();
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+    let vault_key = "vault:myvault:rsa2048";
+    for (label, key_args, cert, provider) in [
+        (
+            "local key file (floor)",
+            vec!["-key", local_key.as_str()],
+            &local_crt,
+            false,
+        ),
+        (
+            "vault, reference file (provider)",
+            vec!["-key", reference.as_str()],
+            &crt,
+            true,
+        ),
+        (
+            "vault, `-pkcs11engine` (engine)",
+            vec!["-pkcs11engine", engine.as_str(), "-key", vault_key],
+            &crt,
+            false,
+        ),
+    ] {
+        lab.emulator().reset_stats();
+        let started = Instant::now();
+        for i in 0..files {
+            let out = lab.path(&format!("signed-{}.efi", i % 4));
+            let _ = std::fs::remove_file(&out);
+            let mut command = lab.command("osslsigncode");
+            if provider {
+                command.env("OPENSSL_CONF", &cnf);
+            }
+            let status = command
+                .arg("sign")
+                .args(&key_args)
+                .args(["-certs", cert, "-h", "sha256", "-in", image, "-out", &out])
+                .output()
+                .expect("osslsigncode runs");
+            assert!(
+                status.status.success(),
+                "{label}: {}",
+                String::from_utf8_lossy(&status.stderr)
+            );
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let stats = lab.emulator().stats();
+        writeln!(
+            report,
+            "| {label} | {files} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            files as f64 / secs,
+            secs * 1e3 / files as f64,
+            stats.token_requests,
+            stats.route("get_key"),
+            stats.route("sign"),
+            stats.connections
+        )
+        .unwrap();
+        eprintln!("code signing, {label}: {:.1} files/s", files as f64 / secs);
+    }
+    writeln!(report).unwrap();
+}
+
+/// The first line a tool prints about its version.
+fn tool_version(tool: &str, args: &[&str]) -> String {
+    std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            // "osslsigncode 2.9, using:" -> "osslsigncode 2.9"
+            let first = text.lines().next().unwrap_or_default();
+            first
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|_| tool.to_string())
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let ops = if quick { 400 } else { 2000 };
@@ -668,6 +804,7 @@ fn main() {
 
     // 7. HAProxy with and without ASYNC jobs.
     async_jobs_section(&mut report, &root, quick);
+    code_signing_section(&mut report, &root, quick);
 
     // 8. Async backend.
     let async_ops = if quick { 1000 } else { 4000 };
