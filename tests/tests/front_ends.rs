@@ -3,8 +3,9 @@
 //! do, with the same words in their errors. Every signature is verified by the system's
 //! plain OpenSSL with the public key the emulator exported.
 
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
 
 use akv_tests::emulator::{Fault, Faults};
 use akv_tests::frontends::{FrontEnd, s_client};
@@ -744,6 +745,109 @@ fn a_c_program_signs_from_8_threads_and_across_fork() {
             "{}: parent + 3 children: {stats:?}",
             fe.name()
         );
+    }
+}
+
+/// One thread signs in 32 OpenSSL ASYNC jobs at once (tests/c/async_jobs.c), as a server in
+/// async mode does, with 100 ms of vault latency: every job pauses before any finishes, all
+/// 32 signatures verify, with one token and no more connections than jobs. Then in 3 forked
+/// children after the parent used its async runtime (each builds its own), under throttling
+/// and 503s (retried), and with the vault down (every job ends with an error, none hangs).
+#[test]
+fn one_thread_keeps_32_signatures_in_flight_in_async_jobs() {
+    for fe in FrontEnd::all() {
+        let (dir, mut lab) = private_lab("async-jobs", &fe);
+        let bin = compile_c_against(dir.path(), "async_jobs", "-O1", fe.openssl().prefix());
+        let run = |args: &[&str]| {
+            let out = for_front_end(&fe, dir.path(), lab.command(bin.to_str().unwrap()))
+                .args(args)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.success(), stdout, stderr)
+        };
+        lab.emulator().set_faults(Faults {
+            latency_ms: 100,
+            ..Faults::default()
+        });
+        for name in ["rsa2048", "p256"] {
+            lab.emulator().reset_stats();
+            let started = std::time::Instant::now();
+            let (ok, text, err) = run(&[&key(name), &lab.public_pem(name), "32"]);
+            assert!(
+                ok && text
+                    .contains("32 of 32 signatures verified, 0 failed, 32 jobs paused at once"),
+                "{} {name}: {text}{err}",
+                fe.name()
+            );
+            let stats = lab.emulator().stats();
+            assert_eq!(stats.token_requests, 1, "{} {name}: {stats:?}", fe.name());
+            assert!(
+                stats.connections <= 1 + 32,
+                "{} {name}: {stats:?}",
+                fe.name()
+            );
+            eprintln!(
+                "{} {name}: 32 signatures in {:?} with 100 ms per signature",
+                fe.name(),
+                started.elapsed()
+            );
+        }
+        // Forked children, each with its own runtime, token and connections.
+        lab.emulator().reset_stats();
+        let (ok, text, err) = run(&[&key("p256"), &lab.public_pem("p256"), "8", "3"]);
+        assert!(
+            ok && text.matches("8 of 8 signatures verified").count() == 4,
+            "{}: {text}{err}",
+            fe.name()
+        );
+        assert_eq!(lab.emulator().stats().token_requests, 4, "{}", fe.name());
+        // Throttling and 503s are retried inside the jobs.
+        lab.emulator().set_faults(Faults {
+            throttle_every: 5,
+            throttle_retry_after: Some(1),
+            unavailable_every: 7,
+            ..Faults::default()
+        });
+        let (ok, text, err) = run(&[&key("rsa2048"), &lab.public_pem("rsa2048"), "16"]);
+        assert!(
+            ok && text.contains("16 of 16 signatures verified"),
+            "{} under faults: {text}{err}",
+            fe.name()
+        );
+        assert!(lab.emulator().stats().faults_injected > 0, "{}", fe.name());
+        lab.emulator().set_faults(Faults::default());
+        // The vault goes down after the key is loaded: every job ends, with the reason.
+        let mut child = for_front_end(&fe, dir.path(), lab.command(bin.to_str().unwrap()))
+            .args([&key("p256"), &lab.public_pem("p256"), "16"])
+            .env("AKV_TEST_WAIT_STDIN", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "key loaded\n", "{}", fe.name());
+        lab.stop_vault();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && text.contains("0 of 16 signatures verified, 16 failed"),
+            "{} with the vault down: {text}{err}",
+            fe.name()
+        );
+        assert!(
+            err.contains("Key Vault signing failed"),
+            "{}: {err}",
+            fe.name()
+        );
+        lab.start_vault();
     }
 }
 
