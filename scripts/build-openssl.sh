@@ -5,15 +5,17 @@
 # the programs under test at it: never export LD_LIBRARY_PATH to a whole run.
 #
 #   scripts/build-openssl.sh 4.0.3       # prints the install folder (DIR/bin/openssl, DIR/lib, DIR/include)
+#   scripts/build-openssl.sh 3.5.5       # the 3.5 LTS (engines still exist there)
 #
 # The cache is $AKV_OPENSSL_CACHE (default ~/.cache/akv-openssl)/VERSION; a complete build
 # there is used as it is. About five minutes on two cores the first time.
 set -euo pipefail
 
-version=${1:?usage: build-openssl.sh VERSION (4.0.3)}
+version=${1:?usage: build-openssl.sh VERSION (4.0.3 or 3.5.5)}
 # openssl-src crate version for each OpenSSL version we build.
 case "$version" in
     4.0.3) crate=400.0.2+4.0.3 ;;
+    3.5.5) crate=300.5.5+3.5.5 ;;
     *) echo "build-openssl.sh: no openssl-src crate known for OpenSSL $version" >&2; exit 2 ;;
 esac
 

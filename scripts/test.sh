@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the suites need. Installed only when missing.
 PACKAGES=(pkg-config libssl-dev openssl gcc libc6-dev make perl valgrind curl nginx stunnel4 strace haproxy apache2 python3
-          sbsigntool osslsigncode systemd-boot-efi linux-kbuild-6.1)
+          sbsigntool osslsigncode systemd-boot-efi linux-kbuild-6.1 dpkg-dev binutils)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -52,6 +52,9 @@ scripts/build-openssl.sh 4.0.3
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== the Debian package: build, install, sign through the installed files, remove"
+./scripts/check-package.sh
 
 echo "== the demo (README), on the debug build just made"
 DEMO_PROFILE=debug ./demo.sh
