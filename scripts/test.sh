@@ -47,8 +47,9 @@ fi
 echo "== cargo build (the engine library must exist before the end-to-end tests run)"
 cargo build --workspace --locked
 
-echo "== OpenSSL 4.0.3 for the provider tests (built once into a cache, a few minutes)"
+echo "== OpenSSL 4.0.3 and 3.5.5 LTS for the version matrix (built once into a cache, a few minutes each)"
 scripts/build-openssl.sh 4.0.3
+scripts/build-openssl.sh 3.5.5
 
 echo "== cargo test"
 cargo test --workspace --locked

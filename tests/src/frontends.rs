@@ -7,13 +7,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::lab::Lab;
-use crate::support::{openssl4, provider_dir};
+use crate::support::{openssl_build, provider_dir};
 
 /// One `openssl` to run.
 #[derive(Clone, Debug)]
 pub struct OpenSsl {
     /// For messages.
     pub name: &'static str,
+    /// For file names: `3`, `35`, `4`.
+    pub tag: &'static str,
     /// The program.
     pub program: PathBuf,
     /// Its libraries, for this program only (never the whole test run).
@@ -25,16 +27,27 @@ impl OpenSsl {
     pub fn system() -> OpenSsl {
         OpenSsl {
             name: "OpenSSL 3.0 (system)",
+            tag: "3",
             program: PathBuf::from("openssl"),
             libs: None,
         }
     }
 
+    /// OpenSSL 3.5.5, the LTS that still has engines, from the build cache.
+    pub fn lts() -> OpenSsl {
+        OpenSsl::built("OpenSSL 3.5.5 LTS", "35", "3.5.5")
+    }
+
     /// OpenSSL 4.0.3 from the build cache.
     pub fn four() -> OpenSsl {
-        let dir = openssl4();
+        OpenSsl::built("OpenSSL 4.0.3", "4", "4.0.3")
+    }
+
+    fn built(name: &'static str, tag: &'static str, version: &str) -> OpenSsl {
+        let dir = openssl_build(version);
         OpenSsl {
-            name: "OpenSSL 4.0.3",
+            name,
+            tag,
             program: dir.join("bin/openssl"),
             libs: Some(dir.join("lib")),
         }
@@ -50,7 +63,7 @@ impl OpenSsl {
 #[derive(Clone, Debug)]
 pub enum FrontEnd {
     /// `-engine e_akv -keyform engine` (OpenSSL 3 only).
-    Engine,
+    Engine(OpenSsl),
     /// `-provider default -provider akv` (in that order: see the README) with store URIs.
     Provider(OpenSsl),
 }
@@ -59,8 +72,20 @@ impl FrontEnd {
     /// Every front end, in the order tables run them.
     pub fn all() -> Vec<FrontEnd> {
         vec![
-            FrontEnd::Engine,
+            FrontEnd::Engine(OpenSsl::system()),
             FrontEnd::Provider(OpenSsl::system()),
+            FrontEnd::Provider(OpenSsl::four()),
+        ]
+    }
+
+    /// The version matrix: the engine on the system's 3.0 and on 3.5 LTS, the provider on
+    /// 3.0, 3.5 and 4.0.3 (the same built module in each).
+    pub fn matrix() -> Vec<FrontEnd> {
+        vec![
+            FrontEnd::Engine(OpenSsl::system()),
+            FrontEnd::Engine(OpenSsl::lts()),
+            FrontEnd::Provider(OpenSsl::system()),
+            FrontEnd::Provider(OpenSsl::lts()),
             FrontEnd::Provider(OpenSsl::four()),
         ]
     }
@@ -76,25 +101,24 @@ impl FrontEnd {
     /// For messages and file names.
     pub fn name(&self) -> String {
         match self {
-            FrontEnd::Engine => "engine on OpenSSL 3.0".into(),
+            FrontEnd::Engine(o) => format!("engine on {}", o.name),
             FrontEnd::Provider(o) => format!("provider on {}", o.name),
         }
     }
 
-    /// A short tag for file names.
-    pub fn tag(&self) -> &'static str {
+    /// A short tag for file names: `engine`, `engine35`, `prov3`, `prov35`, `prov4`.
+    pub fn tag(&self) -> String {
         match self {
-            FrontEnd::Engine => "engine",
-            FrontEnd::Provider(o) if o.libs.is_some() => "prov4",
-            FrontEnd::Provider(_) => "prov3",
+            FrontEnd::Engine(o) if o.libs.is_none() => "engine".into(),
+            FrontEnd::Engine(o) => format!("engine{}", o.tag),
+            FrontEnd::Provider(o) => format!("prov{}", o.tag),
         }
     }
 
     /// The `openssl` this front end runs in.
     pub fn openssl(&self) -> OpenSsl {
         match self {
-            FrontEnd::Engine => OpenSsl::system(),
-            FrontEnd::Provider(o) => o.clone(),
+            FrontEnd::Engine(o) | FrontEnd::Provider(o) => o.clone(),
         }
     }
 
@@ -107,7 +131,7 @@ impl FrontEnd {
         }
         c.arg(command);
         match self {
-            FrontEnd::Engine => {
+            FrontEnd::Engine(_) => {
                 c.args(["-engine", "e_akv"]);
             }
             FrontEnd::Provider(_) => {
@@ -127,7 +151,7 @@ impl FrontEnd {
     /// with `form_flag` (`-keyform`, `-CAkeyform`) telling the engine the key is its own.
     pub fn key_args(&self, form_flag: &str, key_flag: &str, key: &str) -> Vec<String> {
         match self {
-            FrontEnd::Engine => vec![
+            FrontEnd::Engine(_) => vec![
                 form_flag.into(),
                 "engine".into(),
                 key_flag.into(),

@@ -119,21 +119,30 @@ pub fn provider_dir(base: &Path) -> PathBuf {
 /// Where OpenSSL 4.0.3 is installed (`bin/openssl`, `lib/`, `include/`): built once by
 /// `scripts/build-openssl.sh` into its cache (the test command builds it before the tests).
 pub fn openssl4() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-openssl.sh");
-        let out = std::process::Command::new(&script)
-            .arg("4.0.3")
-            .output()
-            .expect("scripts/build-openssl.sh runs");
-        assert!(
-            out.status.success(),
-            "building OpenSSL 4.0.3 failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
-    .clone()
+    openssl_build("4.0.3")
+}
+
+/// Where OpenSSL `version` (4.0.3, 3.5.5) is installed, building it into the cache with
+/// `scripts/build-openssl.sh` the first time (the test command builds both before the tests).
+pub fn openssl_build(version: &str) -> PathBuf {
+    static DIRS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, dir)) = dirs.iter().find(|(v, _)| v == version) {
+        return dir.clone();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-openssl.sh");
+    let out = std::process::Command::new(&script)
+        .arg(version)
+        .output()
+        .expect("scripts/build-openssl.sh runs");
+    assert!(
+        out.status.success(),
+        "building OpenSSL {version} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    dirs.push((version.to_string(), dir.clone()));
+    dir
 }
 
 /// Environment variables that must not leak into the programs under test: proxies and
