@@ -133,31 +133,12 @@ int main(int argc, char **argv)
     int jobs = atoi(argv[3]), forks = argc > 4 ? atoi(argv[4]) : 0;
     if (jobs < 1 || jobs > MAX_JOBS)
         return 2;
-    const char *provider_dir = getenv("AKV_TEST_PROVIDER_DIR");
-    if (provider_dir != NULL) {
-        OSSL_PROVIDER *dflt, *akv; /* kept loaded for the life of the process */
-        key = load_from_store(NULL, provider_dir, argv[1], &dflt, &akv);
-    } else {
-#ifndef OPENSSL_NO_ENGINE
-        ENGINE *e = ENGINE_by_id("e_akv");
-        if (e == NULL || ENGINE_init(e) != 1) {
-            ERR_print_errors_fp(stderr);
-            return 3;
-        }
-        key = ENGINE_load_private_key(e, argv[1], NULL, NULL);
-#else
-        fprintf(stderr, "this OpenSSL has no engines: set AKV_TEST_PROVIDER_DIR\n");
-        return 3;
-#endif
-    }
-    FILE *f = fopen(argv[2], "r");
-    pub = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
-    if (f)
-        fclose(f);
-    if (key == NULL || pub == NULL) {
-        ERR_print_errors_fp(stderr);
-        return 4;
-    }
+    struct test_keys keys;
+    int loaded = load_test_keys(argv[1], argv[2], &keys);
+    if (loaded != 0)
+        return loaded;
+    key = keys.key;
+    pub = keys.pub;
     if (getenv("AKV_TEST_WAIT_STDIN") != NULL) {
         char line[16];
         printf("key loaded\n");
@@ -177,5 +158,6 @@ int main(int argc, char **argv)
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
             status = 1;
     }
+    release_test_keys(&keys);
     return status;
 }

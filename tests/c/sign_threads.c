@@ -89,34 +89,12 @@ int main(int argc, char **argv)
     rounds = atoi(argv[4]);
     if (threads < 1 || threads > 64)
         return 2;
-    const char *provider_dir = getenv("AKV_TEST_PROVIDER_DIR");
-#ifndef OPENSSL_NO_ENGINE
-    ENGINE *e = NULL;
-#endif
-    if (provider_dir != NULL) {
-        OSSL_PROVIDER *dflt, *akv; /* kept loaded for the life of the process */
-        key = load_from_store(NULL, provider_dir, argv[1], &dflt, &akv);
-    } else {
-#ifndef OPENSSL_NO_ENGINE
-        e = ENGINE_by_id("e_akv");
-        if (e == NULL || ENGINE_init(e) != 1) {
-            ERR_print_errors_fp(stderr);
-            return 3;
-        }
-        key = ENGINE_load_private_key(e, argv[1], NULL, NULL);
-#else
-        fprintf(stderr, "this OpenSSL has no engines: set AKV_TEST_PROVIDER_DIR\n");
-        return 3;
-#endif
-    }
-    FILE *f = fopen(argv[2], "r");
-    pub = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
-    if (f)
-        fclose(f);
-    if (key == NULL || pub == NULL) {
-        ERR_print_errors_fp(stderr);
-        return 4;
-    }
+    struct test_keys keys;
+    int loaded = load_test_keys(argv[1], argv[2], &keys);
+    if (loaded != 0)
+        return loaded;
+    key = keys.key;
+    pub = keys.pub;
     int status = 0;
     if (forks == 0) {
         status = run_threads(threads);
@@ -138,13 +116,6 @@ int main(int argc, char **argv)
         if (!sign_and_verify(-2))
             status = 1;
     }
-    EVP_PKEY_free(key);
-    EVP_PKEY_free(pub);
-#ifndef OPENSSL_NO_ENGINE
-    if (e != NULL) {
-        ENGINE_finish(e);
-        ENGINE_free(e);
-    }
-#endif
+    release_test_keys(&keys);
     return status;
 }

@@ -58,19 +58,23 @@ impl SigningLab {
 
     /// As [`SigningLab::run`], insisting that it succeeds; returns stdout and stderr.
     fn ok(&self, provider: bool, program: &str, args: &[&str]) -> String {
-        let out = self.run(provider, program, args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "{program} {} failed:\n{text}",
-            args.join(" ")
-        );
-        text
+        succeeded(self.run(provider, program, args), program, args)
     }
+}
+
+/// What a command printed (stdout, then stderr), insisting that it succeeded.
+fn succeeded(out: Output, what: &str, args: &[&str]) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} {} failed:\n{text}",
+        args.join(" ")
+    );
+    text
 }
 
 impl SigningLab {
@@ -218,19 +222,8 @@ fn osslsigncode_signs_authenticode_and_verifies() {
 /// Runs `openssl COMMAND ARGS` of front end `fe` (its provider configured), insisting that
 /// it succeeds; returns stdout and stderr.
 fn fe_ok(fe: &FrontEnd, lab: &Lab, command: &str, args: &[&str]) -> String {
-    let out = fe.run(lab, command, &strings(args));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{}: openssl {command} {} failed:\n{text}",
-        fe.name(),
-        args.join(" ")
-    );
-    text
+    let what = format!("{}: openssl {command}", fe.name());
+    succeeded(fe.run(lab, command, &strings(args)), &what, args)
 }
 
 /// An RFC 3161 time-stamping authority whose key is in the vault: `openssl ts -reply -inkey
