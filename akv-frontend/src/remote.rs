@@ -1,5 +1,7 @@
-//! The calls a front end makes to the vault, each on a thread with enough stack and each
-//! turning a client error into a failure that names the key and algorithm.
+//! The calls a front end makes to the vault, each turning a client error into a failure
+//! that names the key and algorithm. Loading runs on a thread with enough stack; the
+//! private-key operations are futures, run in place on the blocking client (with enough
+//! stack) or as a task on the async client inside an OpenSSL ASYNC job (see [`Via`]).
 
 use std::ffi::{CStr, c_char};
 

@@ -6,7 +6,8 @@
 //!
 //! Operations of OpenSSL ASYNC jobs run on the async backend instead: one tokio runtime
 //! with one worker thread per process, built on the first such operation (never at load
-//! time, so never before a fork), sharing the blocking client's circuit breakers.
+//! time, so never before a fork), sharing the blocking client's token cache and circuit
+//! breakers.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Once};
