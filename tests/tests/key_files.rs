@@ -686,7 +686,8 @@ fn haproxy_keeps_serving_while_the_vault_port_swallows_connections() {
 /// so a remote signature no longer holds the thread. With 20 ms of vault latency and 32
 /// clients, the same HAProxy serves several times the handshakes it serves without async,
 /// measured in the same run, RSA and EC, every handshake verified by the client. In async
-/// mode, throttling and 5xx answers are absorbed and an outage ends cleanly, with recovery.
+/// mode (then with 4 threads), throttling and 5xx answers are absorbed and an outage ends
+/// cleanly, with recovery.
 #[test]
 fn haproxy_async_mode_keeps_signatures_in_flight() {
     let mut rl = RefLab::new("haproxy-async", &["p256", "rsa2048"]);
@@ -765,14 +766,15 @@ fn haproxy_async_mode_keeps_signatures_in_flight() {
         );
     }
 
-    // Async mode under faults, then through an outage.
+    // Async mode under faults, then through an outage, with 4 threads sharing the
+    // process's one async runtime.
     rl.lab
         .emulator()
         .set_faults(akv_tests::emulator::Faults::default());
     let haproxy = Haproxy::start(
         &rl.lab,
         "haproxy-async-faults",
-        &config(&["nbthread 1", "ssl-mode-async"]),
+        &config(&["nbthread 4", "ssl-mode-async"]),
         first_port,
         false,
     );
