@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # The provider too: the HAProxy and code-signing sections load it (a stale one would measure
 # old code).
 cargo build --release --locked -p akv-engine -p akv-provider
-cargo build --release --locked -p akv-tests --bin akv-bench
+cargo build --release --locked -p akv-tests --bin akv-bench --bin akv-h1-floor
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || { echo "nginx is needed (apt-get install nginx)" >&2; exit 1; }
 for tool in wrk strace osslsigncode; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install $tool)" >&2; exit 1; }

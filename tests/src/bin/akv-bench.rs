@@ -322,6 +322,54 @@ fn nginx_log_tail(root: &Path) -> String {
 }
 
 /// The engine against wrk at 1 and 8 threads (connections), its CPU time per signature
+/// The minimal Rust client (`akv-h1-floor`): `ops` of the same sign request over
+/// `connections` kept-alive rustls connections, one thread each.
+fn h1_floor_run(lab: &Lab, key: &str, alg: &str, connections: usize, ops: usize) -> WrkRun {
+    let token = lab
+        .emulator()
+        .issued_tokens()
+        .pop()
+        .expect("the engine fetched a token before the floor runs");
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/akv-h1-floor");
+    let port = lab
+        .emulator()
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let ca = lab
+        .emulator()
+        .ca_cert()
+        .expect("the emulator's CA")
+        .display()
+        .to_string();
+    let out = std::process::Command::new(&bin)
+        .args([
+            &port,
+            &ca,
+            &token,
+            key,
+            alg,
+            &connections.to_string(),
+            &ops.to_string(),
+        ])
+        .output()
+        .expect("akv-h1-floor runs (scripts/bench.sh builds it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "akv-h1-floor failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    WrkRun {
+        requests: v["ops"].as_f64().unwrap(),
+        secs: v["secs"].as_f64().unwrap(),
+        cpu_us: v["cpu_us"].as_f64().unwrap(),
+    }
+}
+
 /// against wrk's per request, and the system calls of a signature on a warm connection.
 fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, quick: bool) {
     let (ops, secs) = if quick { (2_000, 1) } else { (10_000, 3) };
@@ -331,8 +379,9 @@ fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, qui
     )
     .unwrap();
     writeln!(report, "Engine = a C program calling `EVP_PKEY_sign` on the engine key, {ops} signatures over N threads (one connection each). Floor = [wrk](https://github.com/wg/wrk) (C, OpenSSL, no HTTP library) sending the same sign request (path, token, headers, body) over N kept-alive connections for {secs} s. CPU = user + system time of the client process per signature or request; client and emulator share the machine, so a client that spends more CPU leaves the emulator less.\n").unwrap();
-    writeln!(report, "| key / padding | N | engine ops/s | engine CPU µs/op | wrk req/s | wrk CPU µs/req | engine / wrk |").unwrap();
-    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+    writeln!(report, "A second floor, in the last columns: `akv-h1-floor` (`tests/src/bin/akv-h1-floor.rs`), the least a Rust client can do: the same request written by hand as HTTP/1.1 over one rustls connection per thread, the answer parsed with httparse; no HTTP library, pool, timeout or retry.\n").unwrap();
+    writeln!(report, "| key / padding | N | engine ops/s | engine CPU µs/op | wrk req/s | wrk CPU µs/req | engine / wrk | Rust floor req/s | Rust floor CPU µs/req | engine / Rust floor |").unwrap();
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
     let mut worst = f64::MAX;
     let mut worst_cpu: f64 = 0.0;
     for (key, mode, alg, label) in [
@@ -342,17 +391,21 @@ fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, qui
         for n in [1, 8] {
             let engine = engine_run(lab, bin, key, mode, n, ops);
             let wrk = wrk_run(lab, dir, key, alg, n, secs);
+            let h1 = h1_floor_run(lab, key, alg, n, ops);
             let ratio = engine.run.rate() / wrk.rate();
             let cpu = engine.cpu_us / engine.run.ops as f64;
             worst = worst.min(ratio);
             worst_cpu = worst_cpu.max(cpu);
             writeln!(
                 report,
-                "| {label} | {n} | {:.0} | {cpu:.0} | {:.0} | {:.0} | {:.0}% |",
+                "| {label} | {n} | {:.0} | {cpu:.0} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0}% |",
                 engine.run.rate(),
                 wrk.rate(),
                 wrk.cpu_us / wrk.requests,
-                ratio * 100.0
+                ratio * 100.0,
+                h1.rate(),
+                h1.cpu_us / h1.requests,
+                engine.run.rate() / h1.rate() * 100.0
             )
             .unwrap();
             eprintln!(
