@@ -12,8 +12,8 @@ use akv_tests::lab::Lab;
 use akv_tests::servers::TestCa;
 use akv_tests::support::{TempDir, provider_cnf, strings};
 
-/// A lab with an RSA and an EC vault key, a CA, and for each key a code-signing certificate
-/// and a reference file.
+/// A lab with an RSA and an EC vault key and a CA, which issues certificates for the vault
+/// keys as a test needs them.
 struct SigningLab {
     dir: TempDir,
     lab: Lab,
@@ -60,24 +60,7 @@ impl SigningLab {
     fn ok(&self, provider: bool, program: &str, args: &[&str]) -> String {
         succeeded(self.run(provider, program, args), program, args)
     }
-}
 
-/// What a command printed (stdout, then stderr), insisting that it succeeded.
-fn succeeded(out: Output, what: &str, args: &[&str]) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{what} {} failed:\n{text}",
-        args.join(" ")
-    );
-    text
-}
-
-impl SigningLab {
     /// Checks with plain OpenSSL (`cms` or `smime -verify`, `extra` arguments added) that a
     /// DER detached signature verifies against the CA for `content` and not for `other`.
     fn detached_signature_verifies(
@@ -120,6 +103,21 @@ impl SigningLab {
             "{signature}: verifies for other content"
         );
     }
+}
+
+/// What a command printed (stdout, then stderr), insisting that it succeeded.
+fn succeeded(out: Output, what: &str, args: &[&str]) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} {} failed:\n{text}",
+        args.join(" ")
+    );
+    text
 }
 
 /// An EFI binary to sign: systemd-boot, from Debian's systemd-boot-efi.
