@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_JOBS 256
@@ -147,17 +146,8 @@ int main(int argc, char **argv)
             return 6;
     }
     int status = run_jobs(jobs);
-    for (int i = 0; i < forks; i++) {
-        pid_t pid = fork();
-        if (pid == 0)
-            _exit(run_jobs(jobs));
-    }
-    for (int i = 0; i < forks; i++) {
-        int st;
-        wait(&st);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            status = 1;
-    }
+    if (in_children(forks, run_jobs, jobs) != 0)
+        status = 1;
     release_test_keys(&keys);
     return status;
 }

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static EVP_PKEY *key;
@@ -102,17 +101,7 @@ int main(int argc, char **argv)
         /* The parent uses the key once, so it holds a connection the children must not share. */
         if (!sign_and_verify(-1))
             return 5;
-        for (int i = 0; i < forks; i++) {
-            pid_t pid = fork();
-            if (pid == 0)
-                _exit(run_threads(threads));
-        }
-        for (int i = 0; i < forks; i++) {
-            int st;
-            wait(&st);
-            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-                status = 1;
-        }
+        status = in_children(forks, run_threads, threads);
         if (!sign_and_verify(-2))
             status = 1;
     }

@@ -2,7 +2,8 @@
  * Opens a vault key through the akv provider's store, as nginx's store: does: the provider
  * in folder DIR is loaded into LIBCTX (NULL: the default context) after the default
  * provider (the order the README asks for). Shared by the test programs of tests/c, with
- * load_test_keys, which takes the key from the provider or the engine as the test asks.
+ * load_test_keys, which takes the key from the provider or the engine as the test asks,
+ * and in_children, which runs a test's work in forked children.
  */
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -11,6 +12,8 @@
 #include <openssl/store.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #ifndef OPENSSL_NO_ENGINE
 #include <openssl/engine.h>
 #endif
@@ -89,4 +92,23 @@ static inline void release_test_keys(struct test_keys *k)
         ENGINE_free(k->engine);
     }
 #endif
+}
+
+/* Runs RUN(ARG) in FORKS child processes at once (as a server's forked workers would) and
+ * waits for them all; returns 0 only if every child exited with 0. */
+static inline int in_children(int forks, int (*run)(int), int arg)
+{
+    int status = 0;
+    for (int i = 0; i < forks; i++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(run(arg));
+    }
+    for (int i = 0; i < forks; i++) {
+        int st;
+        wait(&st);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            status = 1;
+    }
+    return status;
 }
