@@ -209,7 +209,8 @@ impl Job {
     }
 
     /// Starts an operation with `start` (which hands the [`Done`] to whatever finishes the
-    /// operation elsewhere), pauses the job until the result is in, and returns it.
+    /// operation elsewhere; when it fails, it MUST drop the `Done`, which wakes the job),
+    /// pauses the job until the result is in, and returns it.
     pub fn wait<T: Send + 'static>(
         self,
         start: impl FnOnce(Done) -> Result<(), Failure>,
@@ -223,19 +224,12 @@ impl Job {
         // one's result.
         outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
         let raw_fd = fd.0;
-        let wake = || {
-            let one: u64 = 1;
-            // SAFETY: an 8-byte write to the eventfd the wait context holds open.
-            unsafe { libc::write(raw_fd, (&one as *const u64).cast(), 8) };
-        };
+        // A start that fails has dropped its Done, which wakes the job.
         let started = start(Done {
             fd,
             outcome,
             finished: false,
         });
-        if started.is_err() {
-            wake();
-        }
         // Always pause at least once, even when the result is already in: the server learns
         // of the descriptor only from a pause, and one that has seen every descriptor of a
         // connection removes them all when it closes it (HAProxy asserts so).
