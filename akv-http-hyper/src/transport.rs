@@ -1,7 +1,6 @@
 //! One hyper client: a keep-alive pool, rustls with an explicit crypto provider, the
 //! platform's roots plus an optional extra CA file, timeouts, no redirects, capped bodies.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use akv_proto::{
@@ -32,24 +31,10 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-fn config_error(message: String) -> TransportError {
-    TransportError::new(TransportErrorKind::Tls, message)
-}
-
 impl Transport {
     /// Builds a transport (no connection is made yet).
     pub fn new(config: &TransportConfig) -> Result<Transport, TransportError> {
-        let mut roots = rustls::RootCertStore::empty();
-        // Certificates rustls cannot parse are skipped, as the blocking backend does.
-        roots.add_parsable_certificates(akv_local::trust_roots(config)?);
-        // Explicit provider: a process-wide default may not exist, or be another one.
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| config_error(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = akv_local::tls_client_config(config)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));

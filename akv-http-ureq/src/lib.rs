@@ -1,5 +1,6 @@
 //! `akv-http-ureq`: the blocking Azure Key Vault keys client. It executes what `akv-proto`
-//! decides (requests, waits, token fetches) over ureq with rustls, and nothing more.
+//! decides (requests, waits, token fetches) over its own HTTP/1.1 exchange (ureq's through a
+//! proxy) with rustls, and nothing more.
 //!
 //! It must never decide protocol matters itself (retries, token refresh, algorithms belong
 //! to `akv-proto`), never install a process-wide rustls provider (it lives inside other
@@ -9,6 +10,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod h1;
 mod local;
 mod resolver;
 mod tcp;

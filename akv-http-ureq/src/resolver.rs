@@ -1,7 +1,7 @@
-//! Name resolution that costs nothing on a warm connection. ureq asks its resolver before
-//! every request, before it looks in its connection pool, and its default resolver runs
-//! `getaddrinfo` on a new thread whenever a timeout is set: a thread and a lookup per
-//! signature. This one answers IP literals at once and keeps looked-up addresses for a short
+//! Name resolution that costs nothing on a warm connection. Our own exchange asks only when
+//! it opens a connection; ureq (used through proxies) asks before every request, and its
+//! default resolver runs `getaddrinfo` on a new thread whenever a timeout is set: a thread and
+//! a lookup per request. This one answers IP literals at once and keeps looked-up addresses for a short
 //! time ([`KEEP_FOR`]), so that a lookup happens when a connection is opened after that time,
 //! never per request, while a vault's DNS change (a regional failover) is still followed.
 //! Addresses of a host are dropped when a connection to it fails.
@@ -28,7 +28,7 @@ const LOOKUP_STACK: usize = 256 * 1024;
 struct Entry {
     host: String,
     port: u16,
-    addrs: ResolvedSocketAddrs,
+    addrs: Vec<SocketAddr>,
     until: Instant,
 }
 
@@ -37,6 +37,15 @@ struct Entry {
 pub(crate) struct CachingResolver {
     /// A handful of hosts at most (a vault or two and a token service): a list is enough.
     entries: Mutex<Vec<Entry>>,
+}
+
+/// Why no address was found.
+#[derive(Debug)]
+pub(crate) enum LookupError {
+    /// The name has no address, or the lookup failed.
+    NotFound(std::io::Error),
+    /// The lookup did not answer in time.
+    Timeout,
 }
 
 impl CachingResolver {
@@ -49,7 +58,35 @@ impl CachingResolver {
             .retain(|e| e.host != host);
     }
 
-    fn cached(&self, host: &str, port: u16, now: Instant) -> Option<ResolvedSocketAddrs> {
+    /// The addresses of `host` (a name, or an IP literal with or without brackets): at once
+    /// for a literal or for a name looked up less than [`KEEP_FOR`] ago, else by a lookup
+    /// that gives up after `timeout`.
+    pub(crate) fn addrs(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<SocketAddr>, LookupError> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let now = Instant::now();
+        if let Some(addrs) = self.cached(host, port, now) {
+            return Ok(addrs);
+        }
+        let addrs = look_up(host, port, timeout)?;
+        if addrs.is_empty() {
+            return Err(LookupError::NotFound(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{host} has no address"),
+            )));
+        }
+        self.remember(host, port, &addrs, now);
+        Ok(addrs)
+    }
+
+    fn cached(&self, host: &str, port: u16, now: Instant) -> Option<Vec<SocketAddr>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .iter()
@@ -57,18 +94,19 @@ impl CachingResolver {
             .map(|e| e.addrs.clone())
     }
 
-    fn remember(&self, host: &str, port: u16, addrs: &ResolvedSocketAddrs, now: Instant) {
+    fn remember(&self, host: &str, port: u16, addrs: &[SocketAddr], now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|e| !(e.host == host && e.port == port) && now < e.until);
         entries.push(Entry {
             host: host.to_owned(),
             port,
-            addrs: addrs.clone(),
+            addrs: addrs.to_vec(),
             until: now + KEEP_FOR,
         });
     }
 }
 
+/// For ureq, which serves the connections through a proxy (it asks before every request).
 impl Resolver for CachingResolver {
     fn resolve(
         &self,
@@ -79,7 +117,6 @@ impl Resolver for CachingResolver {
         let host = uri
             .host()
             .ok_or_else(|| Error::BadUri(format!("{uri} has no host")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri
             .port_u16()
             .or(match uri.scheme_str() {
@@ -88,17 +125,13 @@ impl Resolver for CachingResolver {
                 _ => None,
             })
             .ok_or_else(|| Error::BadUri(format!("{uri} has no known port")))?;
+        let found = match self.addrs(host, port, timeout.not_zero().map(|d| *d)) {
+            Ok(found) => found,
+            Err(LookupError::Timeout) => return Err(Error::Timeout(timeout.reason)),
+            Err(LookupError::NotFound(_)) => return Err(Error::HostNotFound),
+        };
         let mut addrs = self.empty();
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            addrs.push(SocketAddr::new(ip, port));
-            return Ok(addrs);
-        }
-        let now = Instant::now();
-        if let Some(addrs) = self.cached(host, port, now) {
-            return Ok(addrs);
-        }
-        let family = config.ip_family();
-        for addr in family.keep_wanted(look_up(host, port, timeout)?.into_iter()) {
+        for addr in config.ip_family().keep_wanted(found.into_iter()) {
             if addrs.try_push(addr).is_err() {
                 break; // as many as ureq keeps
             }
@@ -106,17 +139,23 @@ impl Resolver for CachingResolver {
         if addrs.is_empty() {
             return Err(Error::HostNotFound);
         }
-        self.remember(host, port, &addrs, now);
         Ok(addrs)
     }
 }
 
 /// `getaddrinfo` within the timeout. A lookup that does not answer in time is abandoned on
 /// its thread; that happens only when the cache has nothing, not per request.
-fn look_up(host: &str, port: u16, timeout: NextTimeout) -> Result<Vec<SocketAddr>, Error> {
+fn look_up(
+    host: &str,
+    port: u16,
+    timeout: Option<Duration>,
+) -> Result<Vec<SocketAddr>, LookupError> {
     let target = (host.to_owned(), port);
-    let Some(limit) = timeout.not_zero() else {
-        return Ok(target.to_socket_addrs()?.collect());
+    let Some(limit) = timeout else {
+        return target
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .map_err(LookupError::NotFound);
     };
     let (tx, rx) = mpsc::sync_channel(1);
     std::thread::Builder::new()
@@ -124,11 +163,14 @@ fn look_up(host: &str, port: u16, timeout: NextTimeout) -> Result<Vec<SocketAddr
         .stack_size(LOOKUP_STACK)
         .spawn(move || {
             let _ = tx.send(target.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
-        })?;
-    match rx.recv_timeout(*limit) {
-        Ok(result) => Ok(result?),
-        Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout.reason)),
-        Err(RecvTimeoutError::Disconnected) => Err(Error::HostNotFound),
+        })
+        .map_err(LookupError::NotFound)?;
+    match rx.recv_timeout(limit) {
+        Ok(result) => result.map_err(LookupError::NotFound),
+        Err(RecvTimeoutError::Timeout) => Err(LookupError::Timeout),
+        Err(RecvTimeoutError::Disconnected) => Err(LookupError::NotFound(std::io::Error::other(
+            "the lookup thread ended without an answer",
+        ))),
     }
 }
 
@@ -177,8 +219,7 @@ mod tests {
     fn expired_addresses_are_looked_up_again() {
         let r = CachingResolver::default();
         let stale = Instant::now() - Duration::from_secs(1);
-        let mut addrs = r.empty();
-        addrs.push("10.9.9.9:443".parse().unwrap());
+        let addrs = vec!["10.9.9.9:443".parse().unwrap()];
         r.entries.lock().unwrap().push(Entry {
             host: "localhost".into(),
             port: 443,

@@ -1,7 +1,8 @@
-//! One ureq agent: a keep-alive pool, rustls with an explicit crypto provider, the
-//! platform's roots plus an optional extra CA file, timeouts, no redirects, capped bodies;
-//! with our own resolver and TCP layer, so that a request on a kept-alive connection costs
-//! no thread, no name lookup and no socket option (see `resolver.rs` and `tcp.rs`).
+//! Executes requests: on our own HTTP/1.1 exchange over kept connections (`h1.rs`), or
+//! through ureq when a proxy is configured (CONNECT tunnels are ureq's). Either way: rustls
+//! with an explicit crypto provider, the platform's roots plus an optional extra CA file,
+//! timeouts, no redirects, capped bodies, and names looked up only when a connection is
+//! opened (`resolver.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,19 +12,25 @@ use akv_proto::{
 };
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{
-    ConnectProxyConnector, Connector, NextTimeout, RustlsConnector,
-};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
+use crate::h1::Direct;
 use crate::resolver::CachingResolver;
-use crate::tcp::LeanTcpConnector;
 
 /// Executes HTTP requests for `akv-proto`.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    agent: ureq::Agent,
+    route: Route,
     resolver: Arc<CachingResolver>,
-    max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Route {
+    Direct(Arc<Direct>),
+    Proxy {
+        agent: ureq::Agent,
+        max_body_bytes: u64,
+    },
 }
 
 /// The agent's handle on the resolver the transport also keeps (to forget addresses).
@@ -45,16 +52,7 @@ impl Transport {
     /// Builds a transport. Fails when the extra CA file cannot be read or holds no
     /// certificate, or when no trust root at all is left (see [`akv_local::trust_roots`]).
     pub fn new(config: &TransportConfig) -> Result<Transport, TransportError> {
-        let roots: Vec<Certificate<'static>> = akv_local::trust_roots(config)?
-            .iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(RootCerts::Specific(Arc::new(roots)))
-            // Explicit provider: a process-wide default may not exist, or be another one.
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
+        let resolver = Arc::new(CachingResolver::default());
         let proxy = match &config.proxy {
             ProxySetting::FromEnv => ureq::Proxy::try_from_env(),
             ProxySetting::Direct => None,
@@ -65,32 +63,20 @@ impl Transport {
                 )
             })?),
         };
-        let agent_config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .timeout_connect(Some(config.connect_timeout))
-            .max_idle_connections(config.max_idle_per_host.max(1) * 4)
-            .max_idle_connections_per_host(config.max_idle_per_host.max(1))
-            .max_idle_age(Duration::from_secs(60))
-            .tls_config(tls)
-            .proxy(proxy)
-            .user_agent(concat!("e_akv/", env!("CARGO_PKG_VERSION")))
-            .accept_encoding("identity")
-            .build();
-        // ureq's default chain, with our TCP layer in place of its own.
-        let connector =
-            ().chain(ConnectProxyConnector::default())
-                .chain(LeanTcpConnector)
-                .chain(RustlsConnector::default());
-        let resolver = Arc::new(CachingResolver::default());
-        let agent =
-            ureq::Agent::with_parts(agent_config, connector, SharedResolver(resolver.clone()));
-        Ok(Transport {
-            agent,
-            resolver,
-            max_body_bytes: config.max_body_bytes,
-        })
+        let route = match proxy {
+            None => Route::Direct(Arc::new(Direct::new(
+                akv_local::tls_client_config(config)?,
+                resolver.clone(),
+                config.connect_timeout,
+                config.max_idle_per_host,
+                config.max_body_bytes,
+            ))),
+            Some(proxy) => Route::Proxy {
+                agent: proxy_agent(config, proxy, resolver.clone())?,
+                max_body_bytes: config.max_body_bytes,
+            },
+        };
+        Ok(Transport { route, resolver })
     }
 
     /// Sends one request and reads the whole response, within `timeout`.
@@ -99,23 +85,16 @@ impl Transport {
         request: HttpRequest,
         timeout: Duration,
     ) -> Result<HttpResponse, TransportError> {
-        let request = self
-            .agent
-            .configure_request(request)
-            .timeout_global(Some(timeout))
-            .build();
         // Kept for the error path; cloning a Uri shares its bytes.
         let uri = request.uri().clone();
-        let exchange = self.agent.run(request).and_then(|response| {
-            let (parts, mut body) = response.into_parts();
-            let bytes = body
-                .with_config()
-                .limit(self.max_body_bytes)
-                .read_to_vec()?;
-            Ok(HttpResponse::from_parts(parts, bytes))
-        });
-        exchange.map_err(|e| {
-            let error = map_error(e);
+        let result = match &self.route {
+            Route::Direct(direct) => direct.send(request, timeout),
+            Route::Proxy {
+                agent,
+                max_body_bytes,
+            } => send_via_ureq(agent, request, timeout, *max_body_bytes),
+        };
+        result.inspect_err(|error| {
             if matches!(
                 error.kind,
                 TransportErrorKind::Connect | TransportErrorKind::Timeout | TransportErrorKind::Io
@@ -124,9 +103,62 @@ impl Transport {
                 // The addresses may be what failed (a failover moved the vault): look again.
                 self.resolver.forget(host);
             }
-            error
         })
     }
+}
+
+/// The ureq agent for requests through a proxy.
+fn proxy_agent(
+    config: &TransportConfig,
+    proxy: ureq::Proxy,
+    resolver: Arc<CachingResolver>,
+) -> Result<ureq::Agent, TransportError> {
+    let roots: Vec<Certificate<'static>> = akv_local::trust_roots(config)?
+        .iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::Specific(Arc::new(roots)))
+        // Explicit provider: a process-wide default may not exist, or be another one.
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build();
+    let agent_config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_connect(Some(config.connect_timeout))
+        .max_idle_connections(config.max_idle_per_host.max(1) * 4)
+        .max_idle_connections_per_host(config.max_idle_per_host.max(1))
+        .max_idle_age(Duration::from_secs(60))
+        .tls_config(tls)
+        .proxy(Some(proxy))
+        .user_agent(concat!("e_akv/", env!("CARGO_PKG_VERSION")))
+        .accept_encoding("identity")
+        .build();
+    Ok(ureq::Agent::with_parts(
+        agent_config,
+        DefaultConnector::default(),
+        SharedResolver(resolver),
+    ))
+}
+
+fn send_via_ureq(
+    agent: &ureq::Agent,
+    request: HttpRequest,
+    timeout: Duration,
+    max_body_bytes: u64,
+) -> Result<HttpResponse, TransportError> {
+    let request = agent
+        .configure_request(request)
+        .timeout_global(Some(timeout))
+        .build();
+    let exchange = agent.run(request).and_then(|response| {
+        let (parts, mut body) = response.into_parts();
+        let bytes = body.with_config().limit(max_body_bytes).read_to_vec()?;
+        Ok(HttpResponse::from_parts(parts, bytes))
+    });
+    exchange.map_err(map_error)
 }
 
 fn map_error(error: ureq::Error) -> TransportError {

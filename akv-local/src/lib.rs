@@ -1,8 +1,8 @@
 //! `akv-local`: the synchronous pieces the blocking and the async backend take from the
 //! machine in exactly the same way: reading a small file with a size cap, the trust roots
-//! (platform store plus the configured CA file), the wall clock in Unix seconds, and unique
-//! request ids; the circuit breakers and the token supply a process's clients share. Written
-//! once so that the two backends cannot drift apart.
+//! (platform store plus the configured CA file) and the TLS settings built on them, the wall
+//! clock in Unix seconds, and unique request ids; the circuit breakers and the token supply a
+//! process's clients share. Written once so that the two backends cannot drift apart.
 //!
 //! It must stay small and synchronous: no HTTP, no runtime, no protocol decisions (those
 //! belong to `akv-proto`). The async backend calls the file reads on a blocking thread.
@@ -77,6 +77,21 @@ pub fn trust_roots(
         ));
     }
     Ok(roots)
+}
+
+/// The TLS client settings both backends use: the [`trust_roots`] (certificates rustls cannot
+/// parse are skipped), ring as the crypto provider, no client certificate. The provider is
+/// named explicitly: a process-wide default may not exist, or be another one.
+pub fn tls_client_config(config: &TransportConfig) -> Result<rustls::ClientConfig, TransportError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(trust_roots(config)?);
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| config_error(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// The wall clock in Unix seconds (0 if the clock is before 1970), for token expiry times.
