@@ -13,7 +13,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-    targets=(key_id key_bundle op_result error_body www_authenticate token_response retry_after ecdsa driver token_fetch key_ref certificate_bundle)
+    targets=(key_id key_bundle op_result error_body www_authenticate token_response retry_after ecdsa driver token_fetch key_ref certificate_bundle h1_response)
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 

@@ -8,23 +8,17 @@
 //! here is what a request needs: a pool of open connections per origin, the head and the
 //! body written as one TLS record in one `send`, and the answer read into one buffer.
 //!
-//! The HTTP/1.1 rules (the request head, Content-Length, chunked and close-delimited bodies,
-//! 1xx answers, when a connection may be used again) are ureq-proto's sans-IO `Call`, which
-//! ureq itself is built on; only the I/O is ours. Redirects are never followed: a 3xx is
-//! handed back like any other answer.
+//! The HTTP/1.1 rules (writing the request, the framing of the answer, when a connection
+//! may be used again) are `akv_proto::h1`, sans-IO and fuzzed; only the I/O is here.
+//! Redirects are never followed: a 3xx is handed back like any other answer.
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use akv_proto::h1::{ResponseReader, WireError, write_request};
 use akv_proto::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
-use http::{HeaderValue, Request, header};
 use rustls::pki_types::ServerName;
-use ureq_proto::BodyMode;
-use ureq_proto::client::{
-    Call, RecvBodyResult, RecvResponseResult, SendRequestResult,
-    state::{RecvBody, RecvResponse},
-};
 
 use crate::resolver::{CachingResolver, LookupError};
 use crate::tcp::Socket;
@@ -33,9 +27,6 @@ use crate::tcp::Socket;
 /// middleboxes drop idle connections after a minute or more; a request sent on one that was
 /// just dropped fails).
 const MAX_IDLE_AGE: Duration = Duration::from_secs(60);
-
-/// A response head larger than this is refused (Key Vault's are well under 2 KiB).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// What is read from the connection at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -78,6 +69,8 @@ impl Origin {
 struct Conn {
     socket: Socket,
     tls: Option<Box<rustls::ClientConnection>>,
+    /// What is read from the connection lands here first (allocated and zeroed once).
+    scratch: Box<[u8]>,
 }
 
 /// A connection waiting for its next request.
@@ -212,7 +205,11 @@ impl Direct {
         } else {
             None
         };
-        Ok(Conn { socket, tls })
+        Ok(Conn {
+            socket,
+            tls,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+        })
     }
 }
 
@@ -221,10 +218,7 @@ impl Direct {
 enum Failure {
     Io(&'static str, io::Error),
     Tls(rustls::Error),
-    Http(ureq_proto::Error),
-    /// Content the server sent that does not fit HTTP/1.1 as we speak it.
-    Protocol(String),
-    TooLarge(u64),
+    Wire(WireError),
 }
 
 impl Failure {
@@ -241,20 +235,16 @@ impl Failure {
                 (kind, format!("{doing} {name}: {e}"))
             }
             Failure::Tls(e) => (TransportErrorKind::Tls, format!("{name}: {e}")),
-            Failure::Http(e) => (TransportErrorKind::Io, format!("{name}: {e}")),
-            Failure::Protocol(what) => (TransportErrorKind::Io, format!("{name}: {what}")),
-            Failure::TooLarge(cap) => (
-                TransportErrorKind::BodyTooLarge,
-                format!("{name} sent a body larger than {cap} bytes"),
-            ),
+            Failure::Wire(e) => {
+                let kind = match e {
+                    WireError::BodyTooLarge(_) => TransportErrorKind::BodyTooLarge,
+                    WireError::Request(_) => TransportErrorKind::Other,
+                    _ => TransportErrorKind::Io,
+                };
+                (kind, format!("{name}: {e}"))
+            }
         };
         TransportError::new(kind, message)
-    }
-}
-
-impl From<ureq_proto::Error> for Failure {
-    fn from(e: ureq_proto::Error) -> Failure {
-        Failure::Http(e)
     }
 }
 
@@ -266,143 +256,25 @@ impl Conn {
         deadline: Instant,
         max_body: u64,
     ) -> Result<(HttpResponse, bool), Failure> {
-        let (parts, body) = request.into_parts();
-        let mut call = Call::new(Request::from_parts(parts, ()))?;
-        if !call.headers().contains_key(header::USER_AGENT) {
-            call.header(header::USER_AGENT, USER_AGENT)?;
-        }
-        // Bodies are read as they come: nothing compressed.
-        if !call.headers().contains_key(header::ACCEPT_ENCODING) {
-            call.header(header::ACCEPT_ENCODING, "identity")?;
-        }
-        // The body is sent whole, with its length (not chunked).
-        if !body.is_empty() {
-            call.header(header::CONTENT_LENGTH, HeaderValue::from(body.len()))?;
-        }
-        let mut call = call.proceed();
-
         // The head and the body in one buffer: one TLS record, one `send`.
-        let mut out = vec![0u8; 1024 + body.len()];
-        let mut used = 0;
-        while !call.can_proceed() {
-            if used == out.len() {
-                out.resize(out.len() * 2, 0);
-            }
-            used += call.write(&mut out[used..])?;
-        }
-        let call = match call.proceed()? {
-            Some(SendRequestResult::RecvResponse(call)) => call,
-            Some(SendRequestResult::SendBody(mut call)) => {
-                let mut input = &body[..];
-                loop {
-                    if out.len() - used < 64 {
-                        out.resize(out.len() + 1024, 0);
-                    }
-                    let (taken, written) = call.write(input, &mut out[used..])?;
-                    input = &input[taken..];
-                    used += written;
-                    if input.is_empty() && call.can_proceed() {
-                        break;
-                    }
-                }
-                call.proceed()
-                    .ok_or_else(|| Failure::Protocol("the request body was not complete".into()))?
-            }
-            // We never send `Expect: 100-continue`.
-            Some(SendRequestResult::Await100(_)) | None => {
-                return Err(Failure::Protocol(
-                    "the request head was not complete".into(),
-                ));
-            }
-        };
-        self.send_all(&out[..used], deadline)?;
-        self.receive(call, deadline, max_body)
-    }
-
-    fn receive(
-        &mut self,
-        mut call: ureq_proto::client::Call<RecvResponse>,
-        deadline: Instant,
-        max_body: u64,
-    ) -> Result<(HttpResponse, bool), Failure> {
-        let mut input = Vec::with_capacity(READ_CHUNK);
-        let head = loop {
-            let (used, head) = call.try_response(&input, false)?;
-            input.drain(..used);
-            if let Some(head) = head {
-                break head;
-            }
-            if used > 0 {
-                continue; // a 1xx was skipped; the answer may already be in the buffer
-            }
-            if input.len() > MAX_HEAD_BYTES {
-                return Err(Failure::Protocol(format!(
-                    "the response head is larger than {MAX_HEAD_BYTES} bytes"
-                )));
-            }
+        let mut out = Vec::new();
+        write_request(&request, USER_AGENT, &mut out).map_err(Failure::Wire)?;
+        self.send_all(&out, deadline)?;
+        let mut reader = ResponseReader::new(request.method(), max_body);
+        let mut input = Vec::new();
+        loop {
             if self.fill(&mut input, deadline)? == 0 {
-                return Err(Failure::Protocol(if input.is_empty() {
-                    "the server closed the connection without answering".into()
-                } else {
-                    "the server closed the connection in the response head".into()
-                }));
+                let answer = reader.closed().map_err(Failure::Wire)?;
+                return Ok((answer.response, false));
             }
-        };
-        let (head, ()) = head.into_parts();
-        let (body, close) = match call
-            .proceed()
-            .ok_or_else(|| Failure::Protocol("the response head was not complete".into()))?
-        {
-            RecvResponseResult::RecvBody(mut call) => {
-                let mode = call.body_mode();
-                if let BodyMode::LengthDelimited(n) = mode
-                    && n > max_body
-                {
-                    return Err(Failure::TooLarge(max_body));
-                }
-                // A close-delimited body ends when the server closes; the others say where.
-                let until_close = matches!(mode, BodyMode::CloseDelimited);
-                let done = |call: &Call<RecvBody>| !until_close && call.can_proceed();
-                let mut body = Vec::new();
-                let mut closed = false;
-                loop {
-                    while !input.is_empty() && !done(&call) {
-                        let at = body.len();
-                        body.resize(at + input.len().max(1024), 0);
-                        let (used, produced) = call.read(&input, &mut body[at..])?;
-                        body.truncate(at + produced);
-                        input.drain(..used);
-                        if body.len() as u64 > max_body {
-                            return Err(Failure::TooLarge(max_body));
-                        }
-                        if used == 0 && produced == 0 {
-                            break; // part of a chunk header: more must come
-                        }
-                    }
-                    if done(&call) || (closed && until_close) {
-                        break;
-                    }
-                    if closed {
-                        return Err(Failure::Protocol(
-                            "the server closed the connection before the response body ended"
-                                .into(),
-                        ));
-                    }
-                    closed = self.fill(&mut input, deadline)? == 0;
-                }
-                let close = match call.proceed() {
-                    Some(RecvBodyResult::Cleanup(c)) => c.must_close_connection(),
-                    Some(RecvBodyResult::Redirect(c)) => c.proceed().must_close_connection(),
-                    None => true,
-                };
-                (body, close || until_close)
+            let (used, answer) = reader.read(&input).map_err(Failure::Wire)?;
+            input.drain(..used);
+            if let Some(answer) = answer {
+                // Bytes after the answer were never asked for: the connection is not reused.
+                let reusable = answer.reusable && input.is_empty();
+                return Ok((answer.response, reusable));
             }
-            RecvResponseResult::Cleanup(c) => (Vec::new(), c.must_close_connection()),
-            RecvResponseResult::Redirect(c) => (Vec::new(), c.proceed().must_close_connection()),
-        };
-        // Bytes after the answer were never asked for: the connection is not reused.
-        let reusable = !close && input.is_empty();
-        Ok((HttpResponse::from_parts(head, body), reusable))
+        }
     }
 
     /// Sends `bytes` (through TLS when there is TLS), by `deadline`.
@@ -423,46 +295,54 @@ impl Conn {
 
     /// Reads what arrives next onto the end of `input`: 0 when the server has closed.
     fn fill(&mut self, input: &mut Vec<u8>, deadline: Instant) -> Result<usize, Failure> {
-        let at = input.len();
-        input.resize(at + READ_CHUNK, 0);
-        let result = self.read_some(&mut input[at..], deadline);
-        input.truncate(at + *result.as_ref().unwrap_or(&0));
-        result
-    }
-
-    fn read_some(&mut self, into: &mut [u8], deadline: Instant) -> Result<usize, Failure> {
-        let Some(tls) = &mut self.tls else {
-            return (self.socket)
-                .read_by(into, deadline)
-                .map_err(|e| Failure::Io("reading from", e));
+        let Conn {
+            socket,
+            tls,
+            scratch,
+        } = self;
+        let n = match tls {
+            None => socket
+                .read_by(scratch, deadline)
+                .map_err(|e| Failure::Io("reading from", e))?,
+            Some(tls) => read_tls_some(tls, socket, scratch, deadline)?,
         };
-        loop {
-            // Handshake messages, alerts, and the request while it waits for the handshake.
-            flush_tls(tls, &mut self.socket, deadline)?;
-            match tls.reader().read(into) {
-                Ok(n) => return Ok(n),
-                // Closed without TLS's goodbye: an end like any other; the framing of the
-                // answer tells whether it came too early.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(Failure::Io("reading from", e)),
+        input.extend_from_slice(&scratch[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads the plaintext that arrives next through TLS: 0 when the server has closed.
+fn read_tls_some(
+    tls: &mut rustls::ClientConnection,
+    socket: &mut Socket,
+    into: &mut [u8],
+    deadline: Instant,
+) -> Result<usize, Failure> {
+    loop {
+        // Handshake messages, alerts, and the request while it waits for the handshake.
+        flush_tls(tls, socket, deadline)?;
+        match tls.reader().read(into) {
+            Ok(n) => return Ok(n),
+            // Closed without TLS's goodbye: an end like any other; the framing of the
+            // answer tells whether it came too early.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Failure::Io("reading from", e)),
+        }
+        match tls.read_tls(socket) {
+            Ok(0) => return Ok(0),
+            Ok(_) => {
+                tls.process_new_packets().map_err(|e| {
+                    // Tell the server why (an alert), as far as it can be told at once.
+                    let _ = tls.write_tls(socket);
+                    Failure::Tls(e)
+                })?;
             }
-            match tls.read_tls(&mut self.socket) {
-                Ok(0) => return Ok(0),
-                Ok(_) => {
-                    tls.process_new_packets().map_err(|e| {
-                        // Tell the server why (an alert), as far as it can be told at once.
-                        let _ = tls.write_tls(&mut self.socket);
-                        Failure::Tls(e)
-                    })?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self
-                    .socket
-                    .wait(rustix::event::PollFlags::IN, deadline)
-                    .map_err(|e| Failure::Io("waiting for", e))?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Failure::Io("reading from", e)),
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket
+                .wait(rustix::event::PollFlags::IN, deadline)
+                .map_err(|e| Failure::Io("waiting for", e))?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Failure::Io("reading from", e)),
         }
     }
 }
@@ -492,6 +372,8 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;
     use std::thread::JoinHandle;
+
+    use http::Request;
 
     use super::*;
 
@@ -673,7 +555,7 @@ mod tests {
         assert!(m.contains("before the response body ended"), "{m}");
         let (k, m) = kind(get(&d, &url));
         assert_eq!(k, TransportErrorKind::Io);
-        assert!(m.contains("without answering"), "{m}");
+        assert!(m.contains("before the response head ended"), "{m}");
         // Content-Length over the cap: refused before reading it.
         let (k, m) = kind(get(&d, &url));
         assert_eq!(k, TransportErrorKind::BodyTooLarge, "{m}");

@@ -15,7 +15,13 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 /// A connected, non-blocking TCP socket. `Read` and `Write` never wait: they report
 /// `WouldBlock`, and [`Socket::wait`] waits.
 #[derive(Debug)]
-pub(crate) struct Socket(TcpStream);
+pub(crate) struct Socket {
+    stream: TcpStream,
+    /// Something was sent and nothing read or waited for since: the answer cannot be here
+    /// yet, so the first read reports `WouldBlock` without a system call (the caller waits,
+    /// then reads: two calls where read, wait, read would be three).
+    just_sent: bool,
+}
 
 impl Socket {
     /// Connects to the first of `addrs` that answers, sharing the time until `deadline`
@@ -33,7 +39,10 @@ impl Socket {
                     // Once per connection, never per request.
                     stream.set_nodelay(true)?;
                     stream.set_nonblocking(true)?;
-                    return Ok(Socket(stream));
+                    return Ok(Socket {
+                        stream,
+                        just_sent: false,
+                    });
                 }
                 Err(e) => last = Some(e),
             }
@@ -44,7 +53,7 @@ impl Socket {
     /// Open means: nothing to read yet (the server neither closed nor sent anything we did
     /// not ask for), so a request may be sent on it.
     pub(crate) fn is_open(&self) -> bool {
-        match self.0.peek(&mut [0u8; 1]) {
+        match self.stream.peek(&mut [0u8; 1]) {
             Err(e) => e.kind() == io::ErrorKind::WouldBlock,
             Ok(_) => false,
         }
@@ -53,7 +62,10 @@ impl Socket {
     /// Waits until the socket can be read (`PollFlags::IN`) or written (`OUT`), or reports
     /// `TimedOut` when `deadline` has passed first. An error or hang-up counts as ready: the
     /// next read or write reports it.
-    pub(crate) fn wait(&self, flags: PollFlags, deadline: Instant) -> io::Result<()> {
+    pub(crate) fn wait(&mut self, flags: PollFlags, deadline: Instant) -> io::Result<()> {
+        if flags.contains(PollFlags::IN) {
+            self.just_sent = false;
+        }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -63,7 +75,7 @@ impl Socket {
                 tv_sec: i64::MAX,
                 tv_nsec: 0,
             });
-            let mut fds = [PollFd::new(&self.0, flags)];
+            let mut fds = [PollFd::new(&self.stream, flags)];
             match poll(&mut fds, Some(&left)) {
                 Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
                 Ok(_) => return Ok(()),
@@ -106,17 +118,24 @@ impl Socket {
 
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.0).read(buf)
+        if std::mem::take(&mut self.just_sent) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        (&self.stream).read(buf)
     }
 }
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&self.0).write(buf)
+        let n = (&self.stream).write(buf)?;
+        self.just_sent |= n > 0;
+        Ok(n)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        (&self.0).write_vectored(bufs)
+        let n = (&self.stream).write_vectored(bufs)?;
+        self.just_sent |= n > 0;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -11,13 +11,17 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// Decodes base64url, with or without padding, also accepting the standard alphabet.
 pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    let normalized: String = text
-        .trim_end_matches('=')
-        .chars()
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            c => c,
+    let text = text.trim_end_matches('=');
+    // Base64url as the service sends it: decoded as it is, without a copy.
+    if !text.bytes().any(|b| b == b'+' || b == b'/') {
+        return URL_SAFE_NO_PAD.decode(text);
+    }
+    let normalized: Vec<u8> = text
+        .bytes()
+        .map(|b| match b {
+            b'+' => b'-',
+            b'/' => b'_',
+            b => b,
         })
         .collect();
     URL_SAFE_NO_PAD.decode(normalized)

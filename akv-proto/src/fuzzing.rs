@@ -511,3 +511,56 @@ pub fn key_ref(data: &[u8]) {
         }
     }
 }
+
+/// HTTP/1.1 answers as a connection delivers them: fed in pieces of any size, the reader
+/// gives the same answer (or the same error) as when fed all at once, takes no more than it
+/// was given, and never returns a body over its limit. The first byte picks the piece size
+/// and the request method.
+pub fn h1_response(data: &[u8]) {
+    use crate::h1::{Answer, ResponseReader, WireError};
+
+    const MAX_BODY: u64 = 4096;
+    let Some((&selector, bytes)) = data.split_first() else {
+        return;
+    };
+    let method = if selector & 0x80 != 0 {
+        http::Method::HEAD
+    } else {
+        http::Method::GET
+    };
+    let read = |step: usize| -> Result<(Answer, usize), WireError> {
+        let mut reader = ResponseReader::new(&method, MAX_BODY);
+        let mut buffer = Vec::new();
+        let mut fed = 0;
+        loop {
+            let (used, answer) = reader.read(&buffer)?;
+            assert!(used <= buffer.len(), "used {used} of {}", buffer.len());
+            buffer.drain(..used);
+            if let Some(answer) = answer {
+                return Ok((answer, buffer.len() + bytes.len() - fed));
+            }
+            if fed == bytes.len() {
+                return reader.closed().map(|a| (a, 0));
+            }
+            let next = (fed + step).min(bytes.len());
+            buffer.extend_from_slice(&bytes[fed..next]);
+            fed = next;
+        }
+    };
+    let whole = read(bytes.len().max(1));
+    let pieces = read(usize::from(selector & 0x3f) + 1);
+    match (&whole, &pieces) {
+        (Ok((a, left_a)), Ok((b, left_b))) => {
+            assert!(a.response.body().len() as u64 <= MAX_BODY);
+            assert_eq!(a.response.status(), b.response.status());
+            assert_eq!(a.response.headers(), b.response.headers());
+            assert_eq!(a.response.body(), b.response.body());
+            assert_eq!((a.reusable, left_a), (b.reusable, left_b));
+            if method == http::Method::HEAD {
+                assert!(a.response.body().is_empty());
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("whole: {a:?}, in pieces: {b:?}"),
+    }
+}

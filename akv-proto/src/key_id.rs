@@ -41,13 +41,21 @@ pub struct Endpoint {
 impl Endpoint {
     /// `https://host[:port]` or `http://...`, without a trailing slash.
     pub fn origin(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Https => "https",
-            Scheme::Http => "http",
-        };
-        match self.port {
-            Some(port) => format!("{scheme}://{}:{port}", self.host),
-            None => format!("{scheme}://{}", self.host),
+        let mut origin = String::with_capacity(self.host.len() + 14);
+        self.write_origin(&mut origin);
+        origin
+    }
+
+    /// Appends the origin to `out` (URLs are built per request: one allocation, no `format!`).
+    fn write_origin(&self, out: &mut String) {
+        out.push_str(match self.scheme {
+            Scheme::Https => "https://",
+            Scheme::Http => "http://",
+        });
+        out.push_str(&self.host);
+        if let Some(port) = self.port {
+            use std::fmt::Write;
+            let _ = write!(out, ":{port}");
         }
     }
 
@@ -558,15 +566,7 @@ impl KeyId {
     /// whose key this is when the certificate was made in the vault (a certificate's key and
     /// its versions share its name).
     pub fn certificate_url(&self) -> String {
-        match &self.version {
-            Some(v) => format!(
-                "{}/certificates/{}/{}",
-                self.endpoint.origin(),
-                self.name,
-                v
-            ),
-            None => format!("{}/certificates/{}", self.endpoint.origin(), self.name),
-        }
+        self.url_in("certificates")
     }
 
     /// Whether the key is known to live in a Managed HSM, which keeps no certificates.
@@ -582,10 +582,22 @@ impl KeyId {
 
     /// `https://host[:port]/keys/NAME[/VERSION]`.
     pub fn url(&self) -> String {
-        match &self.version {
-            Some(v) => format!("{}/keys/{}/{}", self.endpoint.origin(), self.name, v),
-            None => format!("{}/keys/{}", self.endpoint.origin(), self.name),
+        self.url_in("keys")
+    }
+
+    /// `https://host[:port]/COLLECTION/NAME[/VERSION]`.
+    fn url_in(&self, collection: &str) -> String {
+        let mut url = String::with_capacity(128);
+        self.endpoint.write_origin(&mut url);
+        url.push('/');
+        url.push_str(collection);
+        url.push('/');
+        url.push_str(self.name.as_str());
+        if let Some(version) = &self.version {
+            url.push('/');
+            url.push_str(version.as_str());
         }
+        url
     }
 
     /// Takes the version from a `kid` the service returned, after checking that the `kid`

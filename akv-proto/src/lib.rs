@@ -67,6 +67,7 @@ mod driver;
 mod ecdsa_der;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod h1;
 mod key_id;
 mod key_id_error;
 pub mod key_ref;

@@ -3,9 +3,8 @@
 
 use std::fmt;
 
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request};
-use serde_json::json;
 
 use crate::algorithm::{EncryptAlgorithm, SignAlgorithm};
 use crate::b64;
@@ -139,28 +138,43 @@ impl KeyCall {
         }
     }
 
-    fn body(&self) -> Option<serde_json::Value> {
-        Some(match self {
+    /// The JSON body of an operation (none for the GETs), written straight from a struct: no
+    /// JSON tree is built per request.
+    fn body(&self) -> Option<Vec<u8>> {
+        #[derive(serde::Serialize)]
+        struct OpBody<'a> {
+            alg: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            digest: Option<String>,
+            value: String,
+        }
+        let body = match self {
             KeyCall::GetKey | KeyCall::GetCertificate => return None,
-            KeyCall::Sign { alg, digest } => {
-                json!({"alg": alg.as_str(), "value": b64::encode(digest)})
-            }
+            KeyCall::Sign { alg, digest } => OpBody {
+                alg: alg.as_str(),
+                digest: None,
+                value: b64::encode(digest),
+            },
             KeyCall::Verify {
                 alg,
                 digest,
                 signature,
-            } => json!({
-                "alg": alg.as_str(),
-                "digest": b64::encode(digest),
-                "value": b64::encode(signature),
-            }),
+            } => OpBody {
+                alg: alg.as_str(),
+                digest: Some(b64::encode(digest)),
+                value: b64::encode(signature),
+            },
             KeyCall::Encrypt { alg, plaintext: v }
             | KeyCall::Decrypt { alg, ciphertext: v }
             | KeyCall::WrapKey { alg, key: v }
-            | KeyCall::UnwrapKey { alg, wrapped: v } => {
-                json!({"alg": alg.as_str(), "value": b64::encode(v)})
-            }
-        })
+            | KeyCall::UnwrapKey { alg, wrapped: v } => OpBody {
+                alg: alg.as_str(),
+                digest: None,
+                value: b64::encode(v),
+            },
+        };
+        // Serializing strings into a Vec cannot fail.
+        Some(serde_json::to_vec(&body).unwrap_or_default())
     }
 }
 
@@ -208,15 +222,16 @@ impl ClientRequestId {
 
     /// Formats a UUID-shaped id from 128 caller-supplied random or unique bits.
     pub fn from_u128(bits: u128) -> ClientRequestId {
-        let h = format!("{bits:032x}");
-        ClientRequestId(format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        ))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = String::with_capacity(36);
+        for i in 0..32 {
+            if matches!(i, 8 | 12 | 16 | 20) {
+                id.push('-');
+            }
+            let nibble = (bits >> (124 - 4 * i)) & 0xf;
+            id.push(HEX[nibble as usize] as char);
+        }
+        ClientRequestId(id)
     }
 
     /// The id.
@@ -224,6 +239,10 @@ impl ClientRequestId {
         &self.0
     }
 }
+
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
+const RETURN_CLIENT_REQUEST_ID: HeaderName =
+    HeaderName::from_static("x-ms-return-client-request-id");
 
 /// Builds the request for `call` on `key`. With a token, the `Authorization` header is set
 /// and marked sensitive. Without one, the request is the unauthenticated first request that
@@ -235,32 +254,40 @@ pub fn build_request(
     request_id: &ClientRequestId,
     token: Option<&AccessToken>,
 ) -> HttpRequest {
-    let url = match call {
+    let mut url = match call {
         KeyCall::GetKey => key.url(),
         KeyCall::GetCertificate => key.certificate_url(),
-        other => format!("{}/{}", key.url(), other.name()),
+        other => {
+            let mut url = key.url();
+            url.push('/');
+            url.push_str(other.name());
+            url
+        }
     };
-    let url = format!("{url}?api-version={}", api_version.as_str());
-    let body = call
-        .body()
-        .map(|b| serde_json::to_vec(&b).unwrap_or_default());
+    url.push_str("?api-version=");
+    url.push_str(api_version.as_str());
+    let body = call.body();
     let method = if body.is_some() {
         Method::POST
     } else {
         Method::GET
     };
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(url)
-        .header(ACCEPT, "application/json")
-        .header("x-ms-client-request-id", request_id.as_str())
-        .header("x-ms-return-client-request-id", "true");
-    if body.is_some() {
-        builder = builder.header(CONTENT_TYPE, "application/json");
+    let mut request = Request::new(body.unwrap_or_default());
+    *request.method_mut() = method;
+    // The URL is made of a parsed KeyId and fixed parts; it always parses.
+    *request.uri_mut() = url.parse().expect("a KeyId's URL is a valid URI");
+    let headers = request.headers_mut();
+    headers.reserve(6);
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    if let Ok(id) = HeaderValue::from_str(request_id.as_str()) {
+        headers.insert(CLIENT_REQUEST_ID, id);
     }
-    let mut request = builder
-        .body(body.unwrap_or_default())
-        .expect("every part of the request was validated");
+    headers.insert(RETURN_CLIENT_REQUEST_ID, HeaderValue::from_static("true"));
+    if *request.method() == Method::POST {
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     if let Some(value) = token.and_then(|t| t.authorization_header()) {
         request.headers_mut().insert(AUTHORIZATION, value);
     }
@@ -293,6 +320,16 @@ mod tests {
 
     fn id() -> ClientRequestId {
         ClientRequestId::from_u128(0x0123456789abcdef0123456789abcdef)
+    }
+
+    #[test]
+    fn request_ids_are_uuid_shaped() {
+        let id = ClientRequestId::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(id.as_str(), "01234567-89ab-cdef-fedc-ba9876543210");
+        assert_eq!(
+            ClientRequestId::from_u128(0).as_str(),
+            "00000000-0000-0000-0000-000000000000"
+        );
     }
 
     #[test]

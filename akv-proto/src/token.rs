@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -77,17 +78,28 @@ impl fmt::Display for Audience {
 }
 
 /// A bearer token and when it expires. Its `Debug` and `Display` never show the secret.
+/// Cheap to clone: every request of a process takes a copy of the cached one.
 #[derive(Clone)]
 pub struct AccessToken {
-    secret: String,
+    secret: Arc<str>,
+    /// The `Authorization` value, built once (a token is kilobytes; every request sends it).
+    header: Option<HeaderValue>,
     expires_at: Instant,
 }
 
 impl AccessToken {
     /// Wraps a token secret that expires at `expires_at`.
     pub fn new(secret: impl Into<String>, expires_at: Instant) -> AccessToken {
+        let secret: String = secret.into();
+        let header = HeaderValue::from_str(&format!("Bearer {secret}"))
+            .ok()
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
         AccessToken {
             secret: secret.into(),
+            header,
             expires_at,
         }
     }
@@ -110,9 +122,7 @@ impl AccessToken {
     /// The `Authorization` header value, marked sensitive so that `http`'s `Debug` hides it.
     /// `None` if the secret holds characters a header cannot carry.
     pub fn authorization_header(&self) -> Option<HeaderValue> {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.secret)).ok()?;
-        value.set_sensitive(true);
-        Some(value)
+        self.header.clone()
     }
 
     /// Whether the token can still be sent at `now`. A margin keeps tokens that would expire

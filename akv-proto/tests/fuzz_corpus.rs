@@ -10,7 +10,7 @@ use akv_proto::fuzzing;
 /// A check with the `now` the time-dependent ones need (akv-proto reads no clock itself).
 type Check = fn(&[u8], Instant);
 
-const TARGETS: [(&str, Check); 12] = [
+const TARGETS: [(&str, Check); 13] = [
     ("key_id", |d, _| fuzzing::key_id(d)),
     ("key_bundle", |d, _| fuzzing::key_bundle(d)),
     ("op_result", |d, _| fuzzing::op_result(d)),
@@ -23,6 +23,7 @@ const TARGETS: [(&str, Check); 12] = [
     ("token_fetch", fuzzing::token_fetch),
     ("key_ref", |d, _| fuzzing::key_ref(d)),
     ("certificate_bundle", |d, _| fuzzing::certificate_bundle(d)),
+    ("h1_response", |d, _| fuzzing::h1_response(d)),
 ];
 
 #[test]
