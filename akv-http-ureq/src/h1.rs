@@ -21,7 +21,7 @@ use akv_proto::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 use rustls::pki_types::ServerName;
 
 use crate::resolver::{CachingResolver, LookupError};
-use crate::tcp::Socket;
+use crate::tcp::{Socket, is_wait_over};
 
 /// A kept connection unused for longer than this is closed rather than used (servers and
 /// middleboxes drop idle connections after a minute or more; a request sent on one that was
@@ -141,16 +141,20 @@ impl Direct {
 
     /// The connection to `origin` used last, if it is still open and not too old.
     fn take_idle(&self, origin: &Origin) -> Option<Conn> {
-        let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|i| now.duration_since(i.since) < MAX_IDLE_AGE);
-        while let Some(at) = idle.iter().rposition(|i| i.origin == *origin) {
-            let found = idle.remove(at);
+        loop {
+            let found = {
+                let now = Instant::now();
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.retain(|i| now.duration_since(i.since) < MAX_IDLE_AGE);
+                let at = idle.iter().rposition(|i| i.origin == *origin)?;
+                idle.remove(at)
+            };
+            // Checked (a system call) and, when dead, closed with the lock released: the
+            // other threads of the process take and return their connections meanwhile.
             if found.conn.socket.is_open() {
                 return Some(found.conn);
             }
         }
-        None
     }
 
     fn give_back(&self, origin: Origin, conn: Conn) {
@@ -329,6 +333,9 @@ fn read_tls_some(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(Failure::Io("reading from", e)),
         }
+        socket
+            .read_deadline(deadline)
+            .map_err(|e| Failure::Io("waiting for", e))?;
         match tls.read_tls(socket) {
             Ok(0) => return Ok(0),
             Ok(_) => {
@@ -338,10 +345,7 @@ fn read_tls_some(
                     Failure::Tls(e)
                 })?;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket
-                .wait(rustix::event::PollFlags::IN, deadline)
-                .map_err(|e| Failure::Io("waiting for", e))?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_wait_over(&e) || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Failure::Io("reading from", e)),
         }
     }
@@ -357,7 +361,7 @@ fn flush_tls(
         match tls.write_tls(socket) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket
-                .wait(rustix::event::PollFlags::OUT, deadline)
+                .wait_writable(deadline)
                 .map_err(|e| Failure::Io("sending to", e))?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Failure::Io("sending to", e)),

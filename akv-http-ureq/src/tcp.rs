@@ -1,26 +1,28 @@
 //! TCP with deadlines and the fewest system calls per request on a kept connection.
 //!
-//! The socket is non-blocking from the start: a write or read that can go on at once is one
-//! system call, and one that would block waits in `poll` with exactly the time left, so
-//! deadlines are honoured to the millisecond without setting socket options per request (a
-//! blocking socket needs its timeouts set again whenever the time left changes). Whether a
-//! kept connection is still usable is one `recv(MSG_PEEK)`.
+//! A read waits inside `recv`, bounded by the socket's receive timeout (`SO_RCVTIMEO`),
+//! which is set again only when a request's deadline is clearly nearer than the timeout
+//! already set (an eighth of the time left): requests with the usual timeout set it once
+//! per connection, and a read never waits much past its deadline. So the answer costs one
+//! `recv`, not a `poll` and a `recv`. Writes never wait in the kernel: they pass
+//! `MSG_DONTWAIT` (and `MSG_NOSIGNAL`: the host program may not ignore SIGPIPE), and a full
+//! send buffer is waited for in `poll` with exactly the time left. Whether a kept
+//! connection is still usable is one `recv(MSG_PEEK | MSG_DONTWAIT)`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags, recv, sendmsg};
 
-/// A connected, non-blocking TCP socket. `Read` and `Write` never wait: they report
-/// `WouldBlock`, and [`Socket::wait`] waits.
+/// A connected TCP socket. `Write` never waits (it reports `WouldBlock`); `Read` waits at
+/// most as long as [`Socket::read_deadline`] last allowed.
 #[derive(Debug)]
 pub(crate) struct Socket {
     stream: TcpStream,
-    /// Something was sent and nothing read or waited for since: the answer cannot be here
-    /// yet, so the first read reports `WouldBlock` without a system call (the caller waits,
-    /// then reads: two calls where read, wait, read would be three).
-    just_sent: bool,
+    /// The receive timeout the socket has, if any was set.
+    read_wait: Option<Duration>,
 }
 
 impl Socket {
@@ -38,10 +40,9 @@ impl Socket {
                 Ok(stream) => {
                     // Once per connection, never per request.
                     stream.set_nodelay(true)?;
-                    stream.set_nonblocking(true)?;
                     return Ok(Socket {
                         stream,
-                        just_sent: false,
+                        read_wait: None,
                     });
                 }
                 Err(e) => last = Some(e),
@@ -53,19 +54,33 @@ impl Socket {
     /// Open means: nothing to read yet (the server neither closed nor sent anything we did
     /// not ask for), so a request may be sent on it.
     pub(crate) fn is_open(&self) -> bool {
-        match self.stream.peek(&mut [0u8; 1]) {
-            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-            Ok(_) => false,
-        }
+        matches!(
+            recv(
+                &self.stream,
+                &mut [0u8; 1],
+                RecvFlags::PEEK | RecvFlags::DONTWAIT
+            ),
+            Err(rustix::io::Errno::AGAIN)
+        )
     }
 
-    /// Waits until the socket can be read (`PollFlags::IN`) or written (`OUT`), or reports
-    /// `TimedOut` when `deadline` has passed first. An error or hang-up counts as ready: the
-    /// next read or write reports it.
-    pub(crate) fn wait(&mut self, flags: PollFlags, deadline: Instant) -> io::Result<()> {
-        if flags.contains(PollFlags::IN) {
-            self.just_sent = false;
+    /// Makes the next reads wait at most until about `deadline` (an eighth of the time left
+    /// later at most), or reports `TimedOut` when it has passed.
+    pub(crate) fn read_deadline(&mut self, deadline: Instant) -> io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
         }
+        if self.read_wait.is_none_or(|wait| wait > left + left / 8) {
+            self.stream.set_read_timeout(Some(left))?;
+            self.read_wait = Some(left);
+        }
+        Ok(())
+    }
+
+    /// Waits until the socket can be written, or reports `TimedOut` when `deadline` has
+    /// passed first. An error or hang-up counts as ready: the next write reports it.
+    pub(crate) fn wait_writable(&self, deadline: Instant) -> io::Result<()> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -75,7 +90,7 @@ impl Socket {
                 tv_sec: i64::MAX,
                 tv_nsec: 0,
             });
-            let mut fds = [PollFd::new(&self.stream, flags)];
+            let mut fds = [PollFd::new(&self.stream, PollFlags::OUT)];
             match poll(&mut fds, Some(&left)) {
                 Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
                 Ok(_) => return Ok(()),
@@ -91,9 +106,7 @@ impl Socket {
             match self.write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(PollFlags::OUT, deadline)?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_writable(deadline)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -101,41 +114,46 @@ impl Socket {
         Ok(())
     }
 
-    /// Reads what is there (0 at the end of the stream), waiting for it at most until
-    /// `deadline`.
+    /// Reads what is there (0 at the end of the stream), waiting for it until about
+    /// `deadline` (see [`Socket::read_deadline`]).
     pub(crate) fn read_by(&mut self, into: &mut [u8], deadline: Instant) -> io::Result<usize> {
         loop {
+            self.read_deadline(deadline)?;
             match self.read(into) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(PollFlags::IN, deadline)?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_wait_over(&e) || e.kind() == io::ErrorKind::Interrupted => {}
                 other => return other,
             }
         }
     }
 }
 
+/// A read's receive timeout ran out (the caller checks its deadline and may read again).
+pub(crate) fn is_wait_over(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if std::mem::take(&mut self.just_sent) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
         (&self.stream).read(buf)
     }
 }
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = (&self.stream).write(buf)?;
-        self.just_sent |= n > 0;
-        Ok(n)
+        self.write_vectored(&[IoSlice::new(buf)])
     }
 
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let n = (&self.stream).write_vectored(bufs)?;
-        self.just_sent |= n > 0;
-        Ok(n)
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        Ok(sendmsg(
+            &self.stream,
+            bufs,
+            &mut SendAncillaryBuffer::default(),
+            flags,
+        )?)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -193,6 +211,23 @@ mod tests {
             0,
             "end of stream"
         );
+    }
+
+    #[test]
+    fn a_nearer_deadline_shortens_the_wait_a_farther_one_keeps_it() {
+        let (mut s, _peer) = pair();
+        s.read_deadline(in_ms(5000)).unwrap();
+        let set = s.read_wait.unwrap();
+        // Slightly less time left, as on the next request: the timeout is not set again.
+        s.read_deadline(in_ms(4900)).unwrap();
+        assert_eq!(s.read_wait, Some(set));
+        // Much less: it is, and the read gives up near its deadline, not after 5 s.
+        let started = Instant::now();
+        let err = s.read_by(&mut [0u8; 4], in_ms(200)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_millis(400), "{took:?}");
     }
 
     #[test]
