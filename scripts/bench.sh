@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p akv-engine -p akv-provider
 cargo build --release --locked -p akv-tests --bin akv-bench --bin akv-h1-floor
 [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || { echo "nginx is needed (apt-get install nginx)" >&2; exit 1; }
-for tool in wrk strace osslsigncode; do
+for tool in wrk strace valgrind osslsigncode; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install $tool)" >&2; exit 1; }
 done
 [[ -f /usr/lib/systemd/boot/efi/systemd-bootx64.efi ]] || { echo "systemd-boot's EFI image is needed (apt-get install systemd-boot-efi)" >&2; exit 1; }

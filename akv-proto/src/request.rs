@@ -266,30 +266,28 @@ pub fn build_request(
     };
     url.push_str("?api-version=");
     url.push_str(api_version.as_str());
+    // Operations POST a JSON body; the GETs have none.
     let body = call.body();
-    let method = if body.is_some() {
-        Method::POST
-    } else {
-        Method::GET
-    };
+    let post = body.is_some();
     let mut request = Request::new(body.unwrap_or_default());
-    *request.method_mut() = method;
+    if post {
+        *request.method_mut() = Method::POST;
+    }
     // The URL is made of a parsed KeyId and fixed parts; it always parses.
     *request.uri_mut() = url.parse().expect("a KeyId's URL is a valid URI");
     let headers = request.headers_mut();
     headers.reserve(6);
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    // Request ids hold only [0-9A-Za-z-] (see ClientRequestId::new).
     if let Ok(id) = HeaderValue::from_str(request_id.as_str()) {
         headers.insert(CLIENT_REQUEST_ID, id);
     }
     headers.insert(RETURN_CLIENT_REQUEST_ID, HeaderValue::from_static("true"));
-    if *request.method() == Method::POST {
-        request
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if post {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     if let Some(value) = token.and_then(|t| t.authorization_header()) {
-        request.headers_mut().insert(AUTHORIZATION, value);
+        headers.insert(AUTHORIZATION, value);
     }
     request
 }

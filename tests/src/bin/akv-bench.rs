@@ -435,6 +435,43 @@ fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, qui
         .map(|(name, n)| format!("{name} {n:.2}"))
         .collect();
     writeln!(report, "System calls per signature on a warm connection (strace, 2,100 minus 100 signatures, one thread, vault named `localhost`): **{total:.2}** ({}); threads created per signature: {:.2}; resolver files opened per signature: {:.2} (goals: at most 8; 0; 0).\n", calls.join(", "), (many.threads() as f64 - few.threads() as f64) / 2_000.0, (many.lookups() as f64 - few.lookups() as f64) / 2_000.0).unwrap();
+
+    // CPU time on this shared 2-core VM varies by +-10 µs between runs of the same binary;
+    // the instructions a signature costs in user space do not, so changes show here first.
+    let instructions: Vec<String> = [
+        ("rsa2048", "pkcs1", "RSA-2048 PKCS#1"),
+        ("p256", "ecdsa", "ECDSA P-256"),
+    ]
+    .iter()
+    .map(|(key, mode, label)| {
+        let n = |ops| user_instructions(lab, bin, dir, key, mode, ops);
+        format!("{label} {:.0}", (n(1_200) - n(200)) / 1_000.0)
+    })
+    .collect();
+    writeln!(report, "User-space instructions per signature (callgrind, 1,200 minus 200 signatures, one thread; the C program's own OpenSSL calls included): {}.\n", instructions.join(", ")).unwrap();
+}
+
+/// The instructions `ops` signatures cost the signing process in user space, counted by
+/// callgrind (run to run, the same binary gives the same count within a fraction of 1%).
+fn user_instructions(lab: &Lab, bin: &Path, dir: &Path, key: &str, mode: &str, ops: usize) -> f64 {
+    let out = dir.join(format!("callgrind.{key}.{ops}.out"));
+    let run = lab
+        .command("valgrind")
+        .args([
+            "--tool=callgrind",
+            &format!("--callgrind-out-file={}", out.display()),
+        ])
+        .arg(bin)
+        .args([&format!("vault:myvault:{key}"), mode, "1", &ops.to_string()])
+        .output()
+        .expect("valgrind runs (scripts/test.sh installs it)");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "callgrind run failed: {stderr}");
+    stderr
+        .lines()
+        .find_map(|l| l.split("Collected : ").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no instruction count in: {stderr}"))
 }
 
 /// Median nanoseconds per call over five batches.
