@@ -71,6 +71,9 @@ struct Conn {
     tls: Option<Box<rustls::ClientConnection>>,
     /// What is read from the connection lands here first (allocated and zeroed once).
     scratch: Box<[u8]>,
+    /// The request being sent, and the answer's bytes not yet taken.
+    out: Vec<u8>,
+    input: Vec<u8>,
 }
 
 /// A connection waiting for its next request.
@@ -213,6 +216,8 @@ impl Direct {
             socket,
             tls,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            out: Vec::new(),
+            input: Vec::new(),
         })
     }
 }
@@ -260,18 +265,34 @@ impl Conn {
         deadline: Instant,
         max_body: u64,
     ) -> Result<(HttpResponse, bool), Failure> {
-        // The head and the body in one buffer: one TLS record, one `send`.
-        let mut out = Vec::new();
+        // The head and the body in one buffer: one TLS record, one `send`. The connection's
+        // buffers are used again by each of its requests.
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         write_request(&request, USER_AGENT, &mut out).map_err(Failure::Wire)?;
-        self.send_all(&out, deadline)?;
+        let sent = self.send_all(&out, deadline);
+        self.out = out;
+        sent?;
         let mut reader = ResponseReader::new(request.method(), max_body);
-        let mut input = Vec::new();
+        let mut input = std::mem::take(&mut self.input);
+        input.clear();
+        let result = self.receive(&mut reader, &mut input, deadline);
+        self.input = input;
+        result
+    }
+
+    fn receive(
+        &mut self,
+        reader: &mut ResponseReader,
+        input: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(HttpResponse, bool), Failure> {
         loop {
-            if self.fill(&mut input, deadline)? == 0 {
+            if self.fill(input, deadline)? == 0 {
                 let answer = reader.closed().map_err(Failure::Wire)?;
                 return Ok((answer.response, false));
             }
-            let (used, answer) = reader.read(&input).map_err(Failure::Wire)?;
+            let (used, answer) = reader.read(input).map_err(Failure::Wire)?;
             input.drain(..used);
             if let Some(answer) = answer {
                 // Bytes after the answer were never asked for: the connection is not reused.
@@ -303,6 +324,7 @@ impl Conn {
             socket,
             tls,
             scratch,
+            ..
         } = self;
         let n = match tls {
             None => socket

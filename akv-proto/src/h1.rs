@@ -353,11 +353,21 @@ fn parse_head(input: &[u8]) -> Result<Head, WireError> {
         _ => Version::HTTP_11,
     };
     head.headers.reserve(parsed.headers.len());
+    // The values are slices of one copy of the head rather than a copy each.
+    let copy = bytes::Bytes::copy_from_slice(&input[..n]);
+    let start = input.as_ptr() as usize;
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| WireError::Malformed(format!("header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| WireError::Malformed(format!("value of header {name}")))?;
+        // httparse's values are slices of `input`'s first `n` bytes; should one not be (an
+        // empty value may point anywhere), it is copied on its own.
+        let value = match (h.value.as_ptr() as usize).checked_sub(start) {
+            Some(at) if at + h.value.len() <= n => {
+                HeaderValue::from_maybe_shared(copy.slice(at..at + h.value.len()))
+            }
+            _ => HeaderValue::from_bytes(h.value),
+        }
+        .map_err(|_| WireError::Malformed(format!("value of header {name}")))?;
         head.headers.append(name, value);
     }
     Ok(Head::Complete(n, head))
@@ -670,6 +680,14 @@ mod tests {
             answer.response.headers()["www-authenticate"],
             "Bearer authorization=\"x\""
         );
+        let (answer, _) = read_all_ways(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nx-empty:\r\nx-spaced:   v  \r\nContent-Length: 0\r\n\r\n",
+            1024,
+        )
+        .unwrap();
+        assert_eq!(answer.response.headers()["x-empty"], "");
+        assert_eq!(answer.response.headers()["x-spaced"], "v");
     }
 
     #[test]
