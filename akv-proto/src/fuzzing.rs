@@ -517,8 +517,6 @@ pub fn key_ref(data: &[u8]) {
 /// was given, and never returns a body over its limit. The first byte picks the piece size
 /// and the request method.
 pub fn h1_response(data: &[u8]) {
-    use crate::h1::{Answer, ResponseReader, WireError};
-
     const MAX_BODY: u64 = 4096;
     let Some((&selector, bytes)) = data.split_first() else {
         return;
@@ -528,25 +526,7 @@ pub fn h1_response(data: &[u8]) {
     } else {
         http::Method::GET
     };
-    let read = |step: usize| -> Result<(Answer, usize), WireError> {
-        let mut reader = ResponseReader::new(&method, MAX_BODY);
-        let mut buffer = Vec::new();
-        let mut fed = 0;
-        loop {
-            let (used, answer) = reader.read(&buffer)?;
-            assert!(used <= buffer.len(), "used {used} of {}", buffer.len());
-            buffer.drain(..used);
-            if let Some(answer) = answer {
-                return Ok((answer, buffer.len() + bytes.len() - fed));
-            }
-            if fed == bytes.len() {
-                return reader.closed().map(|a| (a, 0));
-            }
-            let next = (fed + step).min(bytes.len());
-            buffer.extend_from_slice(&bytes[fed..next]);
-            fed = next;
-        }
-    };
+    let read = |step: usize| crate::h1::read_in_pieces(&method, bytes, step, MAX_BODY);
     let whole = read(bytes.len().max(1));
     let pieces = read(usize::from(selector & 0x3f) + 1);
     match (&whole, &pieces) {

@@ -537,6 +537,35 @@ fn has_token(headers: &http::HeaderMap, name: HeaderName, token: &str) -> bool {
     })
 }
 
+/// Reads `bytes` fed in pieces of `step` bytes, as a connection might deliver them: the
+/// answer and how many bytes were left after it (for the tests and the fuzz target, which
+/// compare this with the bytes fed whole).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn read_in_pieces(
+    method: &Method,
+    bytes: &[u8],
+    step: usize,
+    max_body: u64,
+) -> Result<(Answer, usize), WireError> {
+    let mut reader = ResponseReader::new(method, max_body);
+    let mut buffer = Vec::new();
+    let mut fed = 0;
+    loop {
+        let (used, answer) = reader.read(&buffer)?;
+        assert!(used <= buffer.len(), "used {used} of {}", buffer.len());
+        buffer.drain(..used);
+        if let Some(answer) = answer {
+            return Ok((answer, buffer.len() + bytes.len() - fed));
+        }
+        if fed == bytes.len() {
+            return reader.closed().map(|a| (a, 0));
+        }
+        let next = (fed + step.max(1)).min(bytes.len());
+        buffer.extend_from_slice(&bytes[fed..next]);
+        fed = next;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,35 +613,10 @@ mod tests {
         assert!(write_request(&userinfo, "x", &mut out).is_err());
     }
 
-    /// Reads `bytes` fed in pieces of `step` bytes, as a connection might deliver them.
-    fn read_in_steps(
-        method: Method,
-        bytes: &[u8],
-        step: usize,
-        max: u64,
-    ) -> Result<(Answer, usize), WireError> {
-        let mut reader = ResponseReader::new(&method, max);
-        let mut buffer = Vec::new();
-        let mut fed = 0;
-        loop {
-            let (used, answer) = reader.read(&buffer)?;
-            buffer.drain(..used);
-            if let Some(answer) = answer {
-                return Ok((answer, buffer.len() + bytes.len() - fed));
-            }
-            if fed == bytes.len() {
-                return reader.closed().map(|a| (a, 0));
-            }
-            let next = (fed + step).min(bytes.len());
-            buffer.extend_from_slice(&bytes[fed..next]);
-            fed = next;
-        }
-    }
-
     fn read_all_ways(method: Method, bytes: &[u8], max: u64) -> Result<(Answer, usize), WireError> {
-        let whole = read_in_steps(method.clone(), bytes, bytes.len().max(1), max);
+        let whole = read_in_pieces(&method, bytes, bytes.len().max(1), max);
         for step in [1, 2, 3, 7, 64] {
-            let piecewise = read_in_steps(method.clone(), bytes, step, max);
+            let piecewise = read_in_pieces(&method, bytes, step, max);
             match (&whole, &piecewise) {
                 (Ok((a, l)), Ok((b, m))) => {
                     assert_eq!(
@@ -733,7 +737,7 @@ mod tests {
             huge.extend_from_slice(b"x-filler: 0123456789012345678901234567890123456789\r\n");
         }
         assert_eq!(
-            read_in_steps(Method::GET, &huge, 4096, 16).unwrap_err(),
+            read_in_pieces(&Method::GET, &huge, 4096, 16).unwrap_err(),
             WireError::HeadTooLarge
         );
     }
