@@ -102,11 +102,8 @@ pub fn write_request(
     }
     let method = request.method();
     if !body.is_empty() || *method == Method::POST || *method == Method::PUT {
-        line(
-            out,
-            b"content-length",
-            itoa_buf(body.len() as u64).as_bytes(),
-        );
+        let mut digits = itoa::Buffer::new();
+        line(out, b"content-length", digits.format(body.len()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
@@ -119,32 +116,6 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// A number in decimal, without a formatting machinery.
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-fn itoa_buf(mut n: u64) -> Digits {
-    let mut buf = [0u8; 20];
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    Digits { buf, start }
 }
 
 /// A whole answer, and whether its connection may carry another request.
