@@ -114,6 +114,19 @@ pub type PkeySignFn = Option<
     ) -> c_int,
 >;
 pub type PkeyDecryptFn = PkeySignFn;
+pub type PkeyCtrlFn =
+    Option<unsafe extern "C" fn(*mut EVP_PKEY_CTX, c_int, c_int, *mut c_void) -> c_int>;
+pub type PkeyCtrlStrFn =
+    Option<unsafe extern "C" fn(*mut EVP_PKEY_CTX, *const c_char, *const c_char) -> c_int>;
+
+// The `EVP_PKEY_CTRL_GET_*` commands of OpenSSL's RSA EVP_PKEY_METHOD (evp.h, rsa.h).
+pub const EVP_PKEY_CTRL_GET_MD: c_int = 13;
+const EVP_PKEY_ALG_CTRL: c_int = 0x1000;
+pub const EVP_PKEY_CTRL_GET_RSA_PADDING: c_int = EVP_PKEY_ALG_CTRL + 6;
+pub const EVP_PKEY_CTRL_GET_RSA_PSS_SALTLEN: c_int = EVP_PKEY_ALG_CTRL + 7;
+pub const EVP_PKEY_CTRL_GET_RSA_MGF1_MD: c_int = EVP_PKEY_ALG_CTRL + 8;
+pub const EVP_PKEY_CTRL_GET_RSA_OAEP_MD: c_int = EVP_PKEY_ALG_CTRL + 11;
+pub const EVP_PKEY_CTRL_GET_RSA_OAEP_LABEL: c_int = EVP_PKEY_ALG_CTRL + 12;
 
 pub type RsaCryptFn =
     Option<unsafe extern "C" fn(c_int, *const c_uchar, *mut c_uchar, *mut RSA, c_int) -> c_int>;
@@ -191,15 +204,11 @@ unsafe extern "C" {
     );
 
     pub fn EVP_PKEY_CTX_get0_pkey(ctx: *mut EVP_PKEY_CTX) -> *mut EVP_PKEY;
-    pub fn EVP_PKEY_CTX_get_rsa_padding(ctx: *mut EVP_PKEY_CTX, pad: *mut c_int) -> c_int;
-    pub fn EVP_PKEY_CTX_get_signature_md(ctx: *mut EVP_PKEY_CTX, md: *mut *const EVP_MD) -> c_int;
-    pub fn EVP_PKEY_CTX_get_rsa_pss_saltlen(ctx: *mut EVP_PKEY_CTX, len: *mut c_int) -> c_int;
-    pub fn EVP_PKEY_CTX_get_rsa_mgf1_md(ctx: *mut EVP_PKEY_CTX, md: *mut *const EVP_MD) -> c_int;
-    pub fn EVP_PKEY_CTX_get_rsa_oaep_md(ctx: *mut EVP_PKEY_CTX, md: *mut *const EVP_MD) -> c_int;
-    pub fn EVP_PKEY_CTX_get0_rsa_oaep_label(
-        ctx: *mut EVP_PKEY_CTX,
-        label: *mut *mut c_uchar,
-    ) -> c_int;
+    pub fn EVP_PKEY_meth_get_ctrl(
+        m: *const EVP_PKEY_METHOD,
+        ctrl: *mut PkeyCtrlFn,
+        ctrl_str: *mut PkeyCtrlStrFn,
+    );
     pub fn EVP_MD_get_type(md: *const EVP_MD) -> c_int;
 
     pub fn EVP_PKEY_new() -> *mut EVP_PKEY;

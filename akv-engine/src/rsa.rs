@@ -20,6 +20,11 @@ use std::sync::Arc;
 use crate::keys;
 
 struct Originals {
+    /// The RSA method's ctrl, which our copy of the method shares: its `GET_*` commands read
+    /// the padding and digests straight from the context. `EVP_PKEY_CTX_get_rsa_padding`
+    /// and the like reach the same function, but through OpenSSL 3's translation layer,
+    /// which raises and pops an error each time: about 1,800 instructions a call.
+    ctrl: ffi::PkeyCtrlFn,
     sign: ffi::PkeySignFn,
     decrypt: ffi::PkeyDecryptFn,
     finish: ffi::RsaFinishFn,
@@ -32,13 +37,16 @@ static ORIGINALS: OnceLock<Originals> = OnceLock::new();
 fn originals() -> &'static Originals {
     ORIGINALS.get_or_init(|| {
         let (mut sign_init, mut sign, mut dec_init, mut decrypt) = (None, None, None, None);
+        let (mut ctrl, mut ctrl_str) = (None, None);
         // SAFETY: reading OpenSSL's built-in methods.
         unsafe {
             let pmeth = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_RSA);
             ffi::EVP_PKEY_meth_get_sign(pmeth, &mut sign_init, &mut sign);
             ffi::EVP_PKEY_meth_get_decrypt(pmeth, &mut dec_init, &mut decrypt);
+            ffi::EVP_PKEY_meth_get_ctrl(pmeth, &mut ctrl, &mut ctrl_str);
             let meth = ffi::RSA_PKCS1_OpenSSL();
             Originals {
+                ctrl,
                 sign,
                 decrypt,
                 finish: ffi::RSA_meth_get_finish(meth),
@@ -98,19 +106,55 @@ unsafe fn key_of_ctx(ctx: *mut ffi::EVP_PKEY_CTX) -> Option<std::sync::Arc<Vault
     }
 }
 
-unsafe fn md_of(
-    getter: unsafe extern "C" fn(*mut ffi::EVP_PKEY_CTX, *mut *const ffi::EVP_MD) -> c_int,
-    ctx: *mut ffi::EVP_PKEY_CTX,
-) -> Option<Digest> {
-    let mut md: *const ffi::EVP_MD = std::ptr::null();
-    // SAFETY: valid ctx; md is an out pointer.
-    if unsafe { getter(ctx, &mut md) } <= 0 || md.is_null() {
+/// Asks the method's own ctrl (see [`Originals::ctrl`]) for a value; `None` when it has none
+/// or refuses (a PSS-only command on a PKCS#1 context, for example).
+///
+/// # Safety
+/// `ctx` is the live RSA context OpenSSL called us with, and `T` is what `command` writes.
+unsafe fn ctrl_get<T>(ctx: *mut ffi::EVP_PKEY_CTX, command: c_int, initial: T) -> Option<T> {
+    let ctrl = originals().ctrl?;
+    let mut value = initial;
+    // SAFETY: per the contract above; the ctrl writes one `T` through the pointer.
+    let done = unsafe { ctrl(ctx, command, 0, (&raw mut value).cast()) };
+    (done > 0).then_some(value)
+}
+
+/// A digest the context names (`EVP_PKEY_CTRL_GET_MD` and the like).
+unsafe fn md_of(ctx: *mut ffi::EVP_PKEY_CTX, command: c_int) -> Option<Digest> {
+    // SAFETY: the md commands write an `const EVP_MD *`.
+    let md = unsafe { ctrl_get::<*const ffi::EVP_MD>(ctx, command, std::ptr::null()) }?;
+    if md.is_null() {
         return None;
     }
     // SAFETY: md is a valid digest.
     Some(Digest::from_openssl_nid(unsafe {
         ffi::EVP_MD_get_type(md)
     }))
+}
+
+/// The length of the OAEP label the context holds (its ctrl answers with the length).
+fn oaep_label_len(ctx: *mut ffi::EVP_PKEY_CTX) -> usize {
+    let Some(ctrl) = originals().ctrl else {
+        return 0;
+    };
+    let mut label: *mut c_uchar = std::ptr::null_mut();
+    // SAFETY: ctx is the live OAEP context of a decrypt call; the command writes a pointer.
+    let len = unsafe {
+        ctrl(
+            ctx,
+            ffi::EVP_PKEY_CTRL_GET_RSA_OAEP_LABEL,
+            0,
+            (&raw mut label).cast(),
+        )
+    };
+    len.max(0) as usize
+}
+
+/// The padding mode of the context (`RSA_PKCS1_PADDING` and so on; 0 if unreadable).
+unsafe fn padding_of(ctx: *mut ffi::EVP_PKEY_CTX) -> RsaPadding {
+    // SAFETY: the padding command writes an int.
+    let raw = unsafe { ctrl_get::<c_int>(ctx, ffi::EVP_PKEY_CTRL_GET_RSA_PADDING, 0) };
+    RsaPadding::from_openssl(raw.unwrap_or(0))
 }
 
 fn bits_of(data: &VaultKey) -> usize {
@@ -198,17 +242,15 @@ unsafe extern "C" fn pkey_sign(
     tbslen: usize,
 ) -> c_int {
     let remote = move |via, data: Arc<VaultKey>, input: &'static [u8]| async move {
-        let mut padding = 0;
-        // SAFETY: valid ctx and out pointers.
-        unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
-        let padding = RsaPadding::from_openssl(padding);
-        let digest = unsafe { md_of(ffi::EVP_PKEY_CTX_get_signature_md, ctx) };
+        // SAFETY (these reads): ctx is the live RSA context of this call.
+        let padding = unsafe { padding_of(ctx) };
+        let digest = unsafe { md_of(ctx, ffi::EVP_PKEY_CTRL_GET_MD) };
         let (mut salt_len, mut mgf1) = (PssSaltLen::Digest, None);
         if padding == RsaPadding::Pss {
-            let mut raw = -1;
-            unsafe { ffi::EVP_PKEY_CTX_get_rsa_pss_saltlen(ctx, &mut raw) };
-            salt_len = PssSaltLen::from_openssl(raw).unwrap_or(PssSaltLen::Bytes(u32::MAX));
-            mgf1 = unsafe { md_of(ffi::EVP_PKEY_CTX_get_rsa_mgf1_md, ctx) };
+            let raw = unsafe { ctrl_get::<c_int>(ctx, ffi::EVP_PKEY_CTRL_GET_RSA_PSS_SALTLEN, -1) };
+            salt_len =
+                PssSaltLen::from_openssl(raw.unwrap_or(-1)).unwrap_or(PssSaltLen::Bytes(u32::MAX));
+            mgf1 = unsafe { md_of(ctx, ffi::EVP_PKEY_CTRL_GET_RSA_MGF1_MD) };
         }
         let params = RsaSignParams {
             padding,
@@ -244,17 +286,13 @@ unsafe extern "C" fn pkey_decrypt(
     inlen: usize,
 ) -> c_int {
     let remote = move |via, data: Arc<VaultKey>, ciphertext: &'static [u8]| async move {
-        let mut padding = 0;
-        // SAFETY: valid ctx and out pointers.
-        unsafe { ffi::EVP_PKEY_CTX_get_rsa_padding(ctx, &mut padding) };
-        let padding = RsaPadding::from_openssl(padding);
+        // SAFETY (these reads): ctx is the live RSA context of this call.
+        let padding = unsafe { padding_of(ctx) };
         let (mut oaep_digest, mut mgf1, mut label_len) = (None, None, 0);
         if padding == RsaPadding::Oaep {
-            oaep_digest = unsafe { md_of(ffi::EVP_PKEY_CTX_get_rsa_oaep_md, ctx) };
-            mgf1 = unsafe { md_of(ffi::EVP_PKEY_CTX_get_rsa_mgf1_md, ctx) };
-            let mut label: *mut c_uchar = std::ptr::null_mut();
-            label_len =
-                unsafe { ffi::EVP_PKEY_CTX_get0_rsa_oaep_label(ctx, &mut label) }.max(0) as usize;
+            oaep_digest = unsafe { md_of(ctx, ffi::EVP_PKEY_CTRL_GET_RSA_OAEP_MD) };
+            mgf1 = unsafe { md_of(ctx, ffi::EVP_PKEY_CTRL_GET_RSA_MGF1_MD) };
+            label_len = oaep_label_len(ctx);
         }
         let params = RsaDecryptParams {
             padding,
