@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use crate::cloud::{Cloud, ServiceKind};
 use crate::key_id_error::{KeyIdError, KeyIdPart};
@@ -385,13 +386,30 @@ pub enum KeyService {
     Custom,
 }
 
-/// A parsed, validated key identifier. Safe to put into a URL by construction.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct KeyId {
+/// A parsed, validated key identifier. Safe to put into a URL by construction. Shared, so
+/// cheap to clone: every operation carries one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(Arc<KeyIdParts>);
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KeyIdParts {
     endpoint: Endpoint,
     service: KeyService,
     name: KeyName,
     version: Option<KeyVersion>,
+    /// Follows from `service`; worked out once, not per operation.
+    audience: Option<Audience>,
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyId")
+            .field("endpoint", &self.0.endpoint)
+            .field("service", &self.0.service)
+            .field("name", &self.0.name)
+            .field("version", &self.0.version)
+            .finish()
+    }
 }
 
 impl KeyId {
@@ -457,12 +475,12 @@ impl KeyId {
                 port: None,
             },
         };
-        Ok(KeyId {
+        Ok(KeyId::from_parts(
             endpoint,
-            service: KeyService::Azure { cloud, kind, vault },
+            KeyService::Azure { cloud, kind, vault },
             name,
             version,
-        })
+        ))
     }
 
     /// Parses a key URL as the portal shows it: `https://HOST[:PORT]/keys/KEY[/VERSION]`.
@@ -510,56 +528,70 @@ impl KeyId {
             }
             None => KeyService::Custom,
         };
-        Ok(KeyId {
+        Ok(KeyId::from_parts(endpoint, service, name, version))
+    }
+
+    fn from_parts(
+        endpoint: Endpoint,
+        service: KeyService,
+        name: KeyName,
+        version: Option<KeyVersion>,
+    ) -> KeyId {
+        let audience = match &service {
+            KeyService::Azure { cloud, kind, .. } => Some(cloud.audience(*kind)),
+            KeyService::Custom => None,
+        };
+        KeyId(Arc::new(KeyIdParts {
             endpoint,
             service,
             name,
             version,
-        })
+            audience,
+        }))
     }
 
     /// The origin requests go to.
     pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
+        &self.0.endpoint
     }
 
     /// The service the key lives in.
     pub fn service(&self) -> &KeyService {
-        &self.service
+        &self.0.service
     }
 
     /// The key name.
     pub fn name(&self) -> &KeyName {
-        &self.name
+        &self.0.name
     }
 
     /// The pinned version, if any.
     pub fn version(&self) -> Option<&KeyVersion> {
-        self.version.as_ref()
+        self.0.version.as_ref()
     }
 
     /// The same key pinned to `version`.
     pub fn with_version(&self, version: KeyVersion) -> KeyId {
-        KeyId {
+        KeyId(Arc::new(KeyIdParts {
+            endpoint: self.0.endpoint.clone(),
+            service: self.0.service.clone(),
+            name: self.0.name.clone(),
             version: Some(version),
-            ..self.clone()
-        }
+            audience: self.0.audience.clone(),
+        }))
     }
 
     /// The token audience for this key, when the identifier decides it (Azure hosts and short
     /// forms). `None` for custom hosts: learn it from the 401 challenge.
     pub fn audience(&self) -> Option<Audience> {
-        match &self.service {
-            KeyService::Azure { cloud, kind, .. } => Some(cloud.audience(*kind)),
-            KeyService::Custom => None,
-        }
+        self.0.audience.clone()
     }
 
     /// Whether the endpoint is an Azure host, for which a 401 challenge's resource must match
     /// the host (as the Azure SDKs check) before a token is sent there. Operator-chosen
     /// endpoints (allowed hosts, overrides) are trusted by configuration instead.
     pub fn endpoint_is_azure(&self) -> bool {
-        Cloud::classify_host(&self.endpoint.host).is_some()
+        Cloud::classify_host(&self.0.endpoint.host).is_some()
     }
 
     /// `https://host[:port]/certificates/NAME[/VERSION]`: the certificate of the same name,
@@ -572,7 +604,7 @@ impl KeyId {
     /// Whether the key is known to live in a Managed HSM, which keeps no certificates.
     pub fn is_managed_hsm(&self) -> bool {
         matches!(
-            self.service,
+            self.0.service,
             KeyService::Azure {
                 kind: ServiceKind::ManagedHsm,
                 ..
@@ -588,12 +620,12 @@ impl KeyId {
     /// `https://host[:port]/COLLECTION/NAME[/VERSION]`.
     fn url_in(&self, collection: &str) -> String {
         let mut url = String::with_capacity(128);
-        self.endpoint.write_origin(&mut url);
+        self.0.endpoint.write_origin(&mut url);
         url.push('/');
         url.push_str(collection);
         url.push('/');
-        url.push_str(self.name.as_str());
-        if let Some(version) = &self.version {
+        url.push_str(self.0.name.as_str());
+        if let Some(version) = &self.0.version {
             url.push('/');
             url.push_str(version.as_str());
         }
@@ -621,7 +653,7 @@ impl KeyId {
         ) else {
             return Err(bad_path());
         };
-        if !keys.eq_ignore_ascii_case("keys") || !name.eq_ignore_ascii_case(self.name.as_str()) {
+        if !keys.eq_ignore_ascii_case("keys") || !name.eq_ignore_ascii_case(self.0.name.as_str()) {
             return Err(bad_path());
         }
         Ok(self.with_version(KeyVersion::parse(version)?))
@@ -631,14 +663,14 @@ impl KeyId {
 impl fmt::Display for KeyId {
     /// The short form when it round-trips to this same identifier, else the URL.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.service {
+        match &self.0.service {
             KeyService::Azure { kind, vault, .. } => {
-                write!(f, "{kind}:{vault}:{}", self.name)?;
-                if let Some(v) = &self.version {
+                write!(f, "{kind}:{vault}:{}", self.0.name)?;
+                if let Some(v) = &self.0.version {
                     write!(f, ":{v}")?;
                 }
                 if !self.endpoint_is_azure() {
-                    write!(f, " (at {})", self.endpoint)?;
+                    write!(f, " (at {})", self.0.endpoint)?;
                 }
                 Ok(())
             }

@@ -2,6 +2,7 @@
 //! The URL is made only from a validated [`KeyId`], so nothing here can change its host.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request};
@@ -18,7 +19,7 @@ pub type HttpResponse = http::Response<Vec<u8>>;
 
 /// A Key Vault REST `api-version`, such as `7.5` or `2025-07-01`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ApiVersion(String);
+pub struct ApiVersion(Arc<str>);
 
 impl ApiVersion {
     /// The version used unless configured otherwise: the newest stable one.
@@ -38,7 +39,7 @@ impl ApiVersion {
                 && is_digits(parts[2], 2..=2)
         };
         if dotted || dated {
-            Ok(ApiVersion(value.to_owned()))
+            Ok(ApiVersion(value.into()))
         } else {
             Err(format!(
                 "invalid api-version {}: expected N.N (e.g. 7.5) or YYYY-MM-DD (e.g. 2025-07-01), optionally with -preview",
@@ -59,7 +60,7 @@ fn is_digits(s: &str, len: std::ops::RangeInclusive<usize>) -> bool {
 
 impl Default for ApiVersion {
     fn default() -> Self {
-        ApiVersion(Self::DEFAULT.to_owned())
+        ApiVersion(Self::DEFAULT.into())
     }
 }
 

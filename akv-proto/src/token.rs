@@ -13,7 +13,7 @@ use http::HeaderValue;
 /// A token audience (OAuth resource), such as `https://vault.azure.net`. Its scope is the
 /// audience plus `/.default`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Audience(String);
+pub struct Audience(Arc<str>);
 
 /// Why an audience from a 401 challenge was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +24,7 @@ pub struct AudienceError {
 
 impl Audience {
     pub(crate) fn from_known(url: String) -> Audience {
-        Audience(url)
+        Audience(url.into())
     }
 
     /// Parses an audience from a challenge's `resource` or `scope` (the `/.default` suffix
@@ -48,7 +48,7 @@ impl Audience {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'/' | b':' | b'_'));
         if host_ok && chars_ok && trimmed.len() <= 256 {
-            Ok(Audience(trimmed.to_ascii_lowercase()))
+            Ok(Audience(trimmed.to_ascii_lowercase().into()))
         } else {
             Err(err())
         }
