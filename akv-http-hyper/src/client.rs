@@ -49,7 +49,7 @@ impl KeyClient {
 
     /// Runs any key operation to completion.
     pub async fn run(&self, key: &KeyId, call: KeyCall) -> Result<Output, ClientError> {
-        let mut op = self.0.start(key, call);
+        let mut op = self.0.start(key, call, Instant::now());
         loop {
             match op.poll(Instant::now()) {
                 Poll::Token(need) => {

@@ -43,31 +43,39 @@ impl KeyClient {
 
     /// Runs any key operation to completion.
     pub fn run(&self, key: &KeyId, call: KeyCall) -> Result<Output, ClientError> {
-        let mut op = self.0.start(key, call);
+        // The clock is read once after each step that may block (a token fetch, the
+        // exchange, a backoff), not at every call: a read costs tens of nanoseconds in a VM.
+        let mut now = Instant::now();
+        let mut op = self.0.start(key, call, now);
         loop {
-            match op.poll(Instant::now()) {
+            match op.poll(now) {
                 Poll::Token(need) => {
                     let token = self.0.tokens.token(&need, &self.0.transport);
-                    op.handle_token(token, Instant::now());
+                    now = Instant::now();
+                    op.handle_token(token, now);
                 }
                 Poll::Send(t) => {
                     let breakers = &self.0.breakers;
-                    let Gate::Send(timeout) = breakers.gate(&mut op, t.timeout, Instant::now())
-                    else {
+                    let Gate::Send(timeout) = breakers.gate(&mut op, t.timeout, now) else {
                         continue;
                     };
-                    match self.0.transport.send(t.request, timeout) {
+                    let sent = self.0.transport.send(t.request, timeout);
+                    now = Instant::now();
+                    match sent {
                         Ok(response) => {
-                            breakers.record(&op, Ok(()), Instant::now());
-                            op.handle_response(response, Instant::now())
+                            breakers.record(&op, Ok(()), now);
+                            op.handle_response(response, now)
                         }
                         Err(e) => {
-                            breakers.record(&op, Err(&e), Instant::now());
-                            op.handle_transport_error(e, Instant::now())
+                            breakers.record(&op, Err(&e), now);
+                            op.handle_transport_error(e, now)
                         }
                     }
                 }
-                Poll::Wait(d) => std::thread::sleep(d),
+                Poll::Wait(d) => {
+                    std::thread::sleep(d);
+                    now = Instant::now();
+                }
                 Poll::Done(result) => return result,
             }
         }

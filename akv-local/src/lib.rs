@@ -277,14 +277,14 @@ impl<T, P> ClientParts<T, P> {
         }
     }
 
-    /// A new operation on `key`, with its own request id, started now.
-    pub fn start(&self, key: &KeyId, call: KeyCall) -> Operation {
+    /// A new operation on `key`, with its own request id, started at `now`.
+    pub fn start(&self, key: &KeyId, call: KeyCall, now: Instant) -> Operation {
         Operation::new(
             key.clone(),
             call,
             self.config.clone(),
             next_request_id(),
-            Instant::now(),
+            now,
         )
     }
 }
