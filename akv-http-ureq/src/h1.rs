@@ -127,9 +127,10 @@ impl Direct {
         request: HttpRequest,
         timeout: Duration,
     ) -> Result<HttpResponse, TransportError> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let origin = Origin::of(request.uri())?;
-        let mut conn = match self.take_idle(&origin) {
+        let mut conn = match self.take_idle(&origin, started) {
             Some(conn) => conn,
             None => self.open(&origin, deadline)?,
         };
@@ -137,16 +138,17 @@ impl Direct {
             .exchange(request, deadline, self.max_body_bytes)
             .map_err(|e| e.into_transport_error(&origin))?;
         if reusable {
-            self.give_back(origin, conn);
+            // Idle from the start of this exchange, a little earlier than its end: the
+            // connection counts as older, never younger, than it is.
+            self.give_back(origin, conn, started);
         }
         Ok(response)
     }
 
     /// The connection to `origin` used last, if it is still open and not too old.
-    fn take_idle(&self, origin: &Origin) -> Option<Conn> {
+    fn take_idle(&self, origin: &Origin, now: Instant) -> Option<Conn> {
         loop {
             let found = {
-                let now = Instant::now();
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 idle.retain(|i| now.duration_since(i.since) < MAX_IDLE_AGE);
                 let at = idle.iter().rposition(|i| i.origin == *origin)?;
@@ -160,7 +162,7 @@ impl Direct {
         }
     }
 
-    fn give_back(&self, origin: Origin, conn: Conn) {
+    fn give_back(&self, origin: Origin, conn: Conn, since: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.iter().filter(|i| i.origin == origin).count() >= self.max_idle_per_host
             && let Some(oldest) = idle.iter().position(|i| i.origin == origin)
@@ -170,7 +172,7 @@ impl Direct {
         idle.push(Idle {
             origin,
             conn,
-            since: Instant::now(),
+            since,
         });
     }
 

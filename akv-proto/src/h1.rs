@@ -291,6 +291,36 @@ enum Head {
     Complete(usize, http::response::Parts),
 }
 
+/// The names on Key Vault's and the identity endpoints' answers, most frequent first.
+/// `HeaderName::from_bytes` copies every name it does not know (all the `x-ms-*` ones) to
+/// the heap, and a real answer carries a dozen headers.
+static KNOWN_NAMES: [HeaderName; 15] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::DATE,
+    HeaderName::from_static("x-ms-request-id"),
+    HeaderName::from_static("x-ms-client-request-id"),
+    HeaderName::from_static("x-ms-keyvault-service-version"),
+    HeaderName::from_static("x-ms-keyvault-region"),
+    HeaderName::from_static("x-ms-keyvault-network-info"),
+    header::CACHE_CONTROL,
+    header::PRAGMA,
+    header::EXPIRES,
+    header::STRICT_TRANSPORT_SECURITY,
+    header::X_CONTENT_TYPE_OPTIONS,
+    HeaderName::from_static("x-ms-server-latency"),
+    header::WWW_AUTHENTICATE,
+];
+
+fn header_name(raw: &str) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    for known in &KNOWN_NAMES {
+        if known.as_str().len() == raw.len() && known.as_str().eq_ignore_ascii_case(raw) {
+            return Ok(known.clone());
+        }
+    }
+    HeaderName::from_bytes(raw.as_bytes())
+}
+
 fn parse_head(input: &[u8]) -> Result<Head, WireError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
@@ -328,7 +358,7 @@ fn parse_head(input: &[u8]) -> Result<Head, WireError> {
     let copy = bytes::Bytes::copy_from_slice(&input[..n]);
     let start = input.as_ptr() as usize;
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
+        let name = header_name(h.name)
             .map_err(|_| WireError::Malformed(format!("header name {:?}", h.name)))?;
         // httparse's values are slices of `input`'s first `n` bytes; should one not be (an
         // empty value may point anywhere), it is copied on its own.
@@ -663,6 +693,39 @@ mod tests {
         .unwrap();
         assert_eq!(answer.response.headers()["x-empty"], "");
         assert_eq!(answer.response.headers()["x-spaced"], "v");
+    }
+
+    #[test]
+    fn header_names_known_or_not_are_lowercase_and_complete() {
+        for known in &KNOWN_NAMES {
+            let shouting = known.as_str().to_ascii_uppercase();
+            assert_eq!(header_name(&shouting).unwrap(), *known);
+            assert_eq!(
+                header_name(known.as_str()).unwrap(),
+                HeaderName::from_bytes(known.as_str().as_bytes()).unwrap()
+            );
+        }
+        // Near misses (a prefix, one letter off, longer) fall through to the general parser.
+        for other in [
+            "x-ms-request",
+            "x-ms-request-ie",
+            "content-lengths",
+            "X-Custom",
+        ] {
+            assert_eq!(
+                header_name(other).unwrap(),
+                HeaderName::from_bytes(other.as_bytes()).unwrap()
+            );
+        }
+        assert!(header_name("bad name").is_err());
+        let (answer, _) = read_all_ways(
+            Method::GET,
+            b"HTTP/1.1 200 OK\r\nX-MS-Request-Id: a\r\nx-ms-keyvault-region: b\r\nContent-Length: 0\r\n\r\n",
+            1024,
+        )
+        .unwrap();
+        assert_eq!(answer.response.headers()["x-ms-request-id"], "a");
+        assert_eq!(answer.response.headers()["x-ms-keyvault-region"], "b");
     }
 
     #[test]

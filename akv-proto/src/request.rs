@@ -274,8 +274,9 @@ pub fn build_request(
     if post {
         *request.method_mut() = Method::POST;
     }
-    // The URL is made of a parsed KeyId and fixed parts; it always parses.
-    *request.uri_mut() = url.parse().expect("a KeyId's URL is a valid URI");
+    // The URL is made of a parsed KeyId and fixed parts; it always parses. (From the
+    // String itself, which the URI keeps, rather than from a copy.)
+    *request.uri_mut() = http::Uri::try_from(url).expect("a KeyId's URL is a valid URI");
     let headers = request.headers_mut();
     headers.reserve(6);
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
