@@ -28,6 +28,12 @@ use crate::tcp::{Socket, is_wait_over};
 /// just dropped fails).
 const MAX_IDLE_AGE: Duration = Duration::from_secs(60);
 
+/// A kept connection used again within this long is taken without first checking (a system
+/// call) whether the server closed it: servers close idle connections after seconds, not
+/// within one. Should one have been closed anyway, the request goes again on a new connection
+/// (see `Direct::send`).
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// What is read from the connection at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -130,13 +136,20 @@ impl Direct {
         let started = Instant::now();
         let deadline = started + timeout;
         let origin = Origin::of(request.uri())?;
-        let mut conn = match self.take_idle(&origin, started) {
-            Some(conn) => conn,
-            None => self.open(&origin, deadline)?,
+        let (mut conn, kept) = match self.take_idle(&origin, started) {
+            Some(conn) => (conn, true),
+            None => (self.open(&origin, deadline)?, false),
         };
-        let (response, reusable) = conn
-            .exchange(request, deadline, self.max_body_bytes)
-            .map_err(|e| e.into_transport_error(&origin))?;
+        let mut result = conn.exchange(&request, deadline, self.max_body_bytes);
+        if kept && matches!(result, Err(Exchange::Unanswered(_))) {
+            // A kept connection that the server had closed (or reset) while it sat idle:
+            // nothing came back, so the request goes again on a new connection, once. Sending
+            // a key operation twice is harmless should the server have read it after all.
+            conn = self.open(&origin, deadline)?;
+            result = conn.exchange(&request, deadline, self.max_body_bytes);
+        }
+        let (response, reusable) =
+            result.map_err(|e| e.into_failure().into_transport_error(&origin))?;
         if reusable {
             // Idle from the start of this exchange, a little earlier than its end: the
             // connection counts as older, never younger, than it is.
@@ -156,7 +169,7 @@ impl Direct {
             };
             // Checked (a system call) and, when dead, closed with the lock released: the
             // other threads of the process take and return their connections meanwhile.
-            if found.conn.socket.is_open() {
+            if now.duration_since(found.since) < CHECK_AFTER_IDLE || found.conn.socket.is_open() {
                 return Some(found.conn);
             }
         }
@@ -224,6 +237,47 @@ impl Direct {
     }
 }
 
+/// How an exchange failed.
+#[derive(Debug)]
+enum Exchange {
+    /// The connection was closed or reset before the first byte of the answer: what a kept
+    /// connection does when the server dropped it while it sat idle.
+    Unanswered(Failure),
+    Failed(Failure),
+}
+
+impl Exchange {
+    fn unanswered_if_closed(failure: Failure) -> Exchange {
+        let closed = matches!(
+            &failure,
+            Failure::Io(_, e) if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            )
+        );
+        if closed {
+            Exchange::Unanswered(failure)
+        } else {
+            Exchange::Failed(failure)
+        }
+    }
+
+    fn into_failure(self) -> Failure {
+        match self {
+            Exchange::Unanswered(f) | Exchange::Failed(f) => f,
+        }
+    }
+}
+
+impl From<Failure> for Exchange {
+    fn from(failure: Failure) -> Exchange {
+        Exchange::Failed(failure)
+    }
+}
+
 /// Why an exchange failed; made into a [`TransportError`] with the origin's name.
 #[derive(Debug)]
 enum Failure {
@@ -263,18 +317,19 @@ impl Conn {
     /// One request and its whole answer; with whether the connection may be used again.
     fn exchange(
         &mut self,
-        request: HttpRequest,
+        request: &HttpRequest,
         deadline: Instant,
         max_body: u64,
-    ) -> Result<(HttpResponse, bool), Failure> {
+    ) -> Result<(HttpResponse, bool), Exchange> {
         // The head and the body in one buffer: one TLS record, one `send`. The connection's
         // buffers are used again by each of its requests.
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        write_request(&request, USER_AGENT, &mut out).map_err(Failure::Wire)?;
+        write_request(request, USER_AGENT, &mut out)
+            .map_err(|e| Exchange::Failed(Failure::Wire(e)))?;
         let sent = self.send_all(&out, deadline);
         self.out = out;
-        sent?;
+        sent.map_err(Exchange::unanswered_if_closed)?;
         let mut reader = ResponseReader::new(request.method(), max_body);
         let mut input = std::mem::take(&mut self.input);
         input.clear();
@@ -288,9 +343,22 @@ impl Conn {
         reader: &mut ResponseReader,
         input: &mut Vec<u8>,
         deadline: Instant,
-    ) -> Result<(HttpResponse, bool), Failure> {
+    ) -> Result<(HttpResponse, bool), Exchange> {
+        let mut first = true;
         loop {
-            if self.fill(input, deadline)? == 0 {
+            let got = self.fill(input, deadline);
+            if std::mem::take(&mut first) {
+                match got {
+                    Ok(0) => {
+                        return Err(Exchange::Unanswered(Failure::Wire(WireError::Closed(
+                            "before the response head ended",
+                        ))));
+                    }
+                    Err(e) => return Err(Exchange::unanswered_if_closed(e)),
+                    Ok(_) => {}
+                }
+            }
+            if got? == 0 {
                 let answer = reader.closed().map_err(Failure::Wire)?;
                 return Ok((answer.response, false));
             }
@@ -554,6 +622,36 @@ mod tests {
         assert!(
             d.idle.lock().unwrap().is_empty(),
             "not kept after a close-delimited body"
+        );
+    }
+
+    #[test]
+    fn a_kept_connection_closed_by_the_server_is_replaced_at_once() {
+        // The first answer keeps the connection (HTTP/1.1, a length, no `Connection: close`)
+        // but the server closes it: the next request, sent within a second and so without a
+        // check, finds it closed and goes again on a new connection.
+        let (origin, requests, server) = server(vec![
+            Close(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+            Close(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nagain"),
+        ]);
+        let d = direct(1024);
+        let r = get(&d, &format!("{origin}/one")).unwrap();
+        assert_eq!(r.body().as_slice(), b"ok");
+        // Let the server's close arrive before the next request is sent.
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let r = get(&d, &format!("{origin}/two")).unwrap();
+        assert_eq!(r.body().as_slice(), b"again");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "no wait, no backoff"
+        );
+        assert!(requests.recv().unwrap().starts_with("GET /one "));
+        assert!(requests.recv().unwrap().starts_with("GET /two "));
+        assert_eq!(
+            server.join().unwrap(),
+            2,
+            "the closed connection was replaced"
         );
     }
 
