@@ -125,8 +125,8 @@ unsafe extern "C" fn ec_sign(
         let (raw, curve) = akv_frontend::remote::sign_ecdsa(via, &data, digest).await?;
         let der = akv_proto::ecdsa_raw_to_der(curve, &raw)
             .map_err(|e| Failure::new(Reason::Sign, e.to_string()))?;
-        // SAFETY: valid key; the buffer OpenSSL gives holds ECDSA_size bytes.
-        let capacity = unsafe { ffi::ECDSA_size(eckey) }.max(0) as usize;
+        // SAFETY: valid key of this curve; the buffer OpenSSL gives holds ECDSA_size bytes.
+        let capacity = unsafe { der_capacity(curve, eckey) };
         if der.len() > capacity {
             return Err(Failure::new(
                 Reason::BufferTooSmall,
@@ -141,6 +141,31 @@ unsafe extern "C" fn ec_sign(
     };
     // SAFETY: the body uses only the callback's arguments, untouched until it returns.
     unsafe { guard_remote(c"ecdsa_sign", 0, body) }
+}
+
+/// `ECDSA_size` of the key: the size of the buffer OpenSSL hands to `ec_sign`. It depends on
+/// the curve alone, and OpenSSL works it out by encoding a whole signature (about 2,400
+/// instructions), so it is asked once per curve.
+///
+/// # Safety
+/// `eckey` is a valid key on `curve`.
+unsafe fn der_capacity(curve: akv_proto::Curve, eckey: *mut ffi::EC_KEY) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SIZES: [AtomicUsize; akv_proto::Curve::ALL.len()] =
+        [const { AtomicUsize::new(0) }; akv_proto::Curve::ALL.len()];
+    let slot = akv_proto::Curve::ALL
+        .iter()
+        .position(|c| *c == curve)
+        .map(|i| &SIZES[i]);
+    if let Some(known) = slot.map(|s| s.load(Ordering::Relaxed)).filter(|n| *n > 0) {
+        return known;
+    }
+    // SAFETY: per the contract above.
+    let size = unsafe { ffi::ECDSA_size(eckey) }.max(0) as usize;
+    if let Some(slot) = slot {
+        slot.store(size, Ordering::Relaxed);
+    }
+    size
 }
 
 unsafe extern "C" fn ec_sign_sig(
