@@ -133,12 +133,15 @@ unsafe fn md_of(ctx: *mut ffi::EVP_PKEY_CTX, command: c_int) -> Option<Digest> {
 }
 
 /// The length of the OAEP label the context holds (its ctrl answers with the length).
-fn oaep_label_len(ctx: *mut ffi::EVP_PKEY_CTX) -> usize {
+///
+/// # Safety
+/// `ctx` is the live RSA context OpenSSL called us with.
+unsafe fn oaep_label_len(ctx: *mut ffi::EVP_PKEY_CTX) -> usize {
     let Some(ctrl) = originals().ctrl else {
         return 0;
     };
     let mut label: *mut c_uchar = std::ptr::null_mut();
-    // SAFETY: ctx is the live OAEP context of a decrypt call; the command writes a pointer.
+    // SAFETY: per the contract above; the command writes a pointer.
     let len = unsafe {
         ctrl(
             ctx,
@@ -292,7 +295,7 @@ unsafe extern "C" fn pkey_decrypt(
         if padding == RsaPadding::Oaep {
             oaep_digest = unsafe { md_of(ctx, ffi::EVP_PKEY_CTRL_GET_RSA_OAEP_MD) };
             mgf1 = unsafe { md_of(ctx, ffi::EVP_PKEY_CTRL_GET_RSA_MGF1_MD) };
-            label_len = oaep_label_len(ctx);
+            label_len = unsafe { oaep_label_len(ctx) };
         }
         let params = RsaDecryptParams {
             padding,
