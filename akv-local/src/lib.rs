@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,7 +124,9 @@ pub type BreakerObserver = Arc<dyn Fn(&str, &Transition) + Send + Sync>;
 /// thread of a process that shares it).
 pub struct Breakers {
     policy: Option<BreakerPolicy>,
-    by_host: Mutex<HashMap<String, Breaker>>,
+    /// A process talks to a vault or a few: a list searched by host costs less than hashing
+    /// the host (SipHash) twice per request.
+    by_host: Mutex<Vec<(String, Breaker)>>,
     observer: Mutex<Option<BreakerObserver>>,
 }
 
@@ -150,7 +151,7 @@ impl Breakers {
     pub fn new(policy: Option<BreakerPolicy>) -> Breakers {
         Breakers {
             policy,
-            by_host: Mutex::new(HashMap::new()),
+            by_host: Mutex::new(Vec::new()),
             observer: Mutex::new(None),
         }
     }
@@ -215,13 +216,13 @@ impl Breakers {
         f: impl FnOnce(&mut Breaker) -> R,
     ) -> R {
         let host = op.key().endpoint().host();
-        let mut map = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(breaker) = map.get_mut(host) {
+        let mut hosts = self.by_host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, breaker)) = hosts.iter_mut().find(|(h, _)| h == host) {
             return f(breaker);
         }
-        f(map
-            .entry(host.to_owned())
-            .or_insert_with(|| Breaker::new(policy.clone())))
+        hosts.push((host.to_owned(), Breaker::new(policy.clone())));
+        let (_, breaker) = hosts.last_mut().expect("just pushed");
+        f(breaker)
     }
 }
 
@@ -292,6 +293,33 @@ impl<T, P> ClientParts<T, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_vault_host_has_its_own_circuit() {
+        let breakers = Breakers::new(Some(BreakerPolicy {
+            failures_to_open: 1,
+            ..BreakerPolicy::default()
+        }));
+        let now = Instant::now();
+        let policy = akv_proto::EndpointPolicy::new(akv_proto::Cloud::Public);
+        let op_on = |vault: &str| {
+            let key = KeyId::parse(&format!("vault:{vault}:k"), &policy).unwrap();
+            let config = OperationConfig::default();
+            Operation::new(key, KeyCall::GetKey, config, next_request_id(), now)
+        };
+        let (mut a, mut b, mut a_again) = (op_on("vaulta"), op_on("vaultb"), op_on("vaulta"));
+        let refused = TransportError::new(TransportErrorKind::Connect, "connection refused");
+        breakers.record(&a, Err(&refused), now);
+        let timeout = Duration::from_secs(1);
+        assert!(matches!(
+            breakers.gate(&mut a_again, timeout, now),
+            Gate::Refused
+        ));
+        assert!(matches!(breakers.gate(&mut b, timeout, now), Gate::Send(_)));
+        // A request that reached vault B does not close vault A's circuit.
+        breakers.record(&b, Ok(()), now);
+        assert!(matches!(breakers.gate(&mut a, timeout, now), Gate::Refused));
+    }
 
     #[test]
     fn capped_reads() {
