@@ -426,7 +426,33 @@ struct RawOpResult<'a> {
     /// Borrowed from the body when it holds no escapes (base64url never does): decoded
     /// from there, not from a copy.
     #[serde(borrow)]
-    value: Option<std::borrow::Cow<'a, str>>,
+    value: Option<Text<'a>>,
+}
+
+/// A JSON string borrowed from the input when it can be, else owned. (serde's own `Cow`
+/// always copies when inside an `Option`.)
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a str>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(v.to_owned().into()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(v.into()))
+            }
+        }
+        d.deserialize_str(Visitor(std::marker::PhantomData))
+    }
 }
 
 impl KeyOpResult {
@@ -434,7 +460,7 @@ impl KeyOpResult {
     pub fn from_json(body: &[u8]) -> Result<KeyOpResult, ResponseError> {
         const WHAT: &str = "operation result";
         let raw: RawOpResult = serde_json::from_slice(body).map_err(|e| json_error(WHAT, &e))?;
-        let value = decode_field(WHAT, "value", raw.value.as_deref())?;
+        let value = decode_field(WHAT, "value", raw.value.as_ref().map(|t| &*t.0))?;
         Ok(KeyOpResult {
             kid: raw.kid,
             value,
