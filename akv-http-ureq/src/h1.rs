@@ -344,21 +344,21 @@ impl Conn {
         input: &mut Vec<u8>,
         deadline: Instant,
     ) -> Result<(HttpResponse, bool), Exchange> {
-        let mut first = true;
+        // Nothing of the answer yet: a close or reset now is how a kept connection shows
+        // that the server dropped it while it sat idle.
+        let mut answered = false;
         loop {
-            let got = self.fill(input, deadline);
-            if std::mem::take(&mut first) {
-                match got {
-                    Ok(0) => {
-                        return Err(Exchange::Unanswered(Failure::Wire(WireError::Closed(
-                            "before the response head ended",
-                        ))));
-                    }
-                    Err(e) => return Err(Exchange::unanswered_if_closed(e)),
-                    Ok(_) => {}
+            let got = match self.fill(input, deadline) {
+                Ok(0) if !answered => {
+                    return Err(Exchange::Unanswered(Failure::Wire(WireError::Closed(
+                        "before the response head ended",
+                    ))));
                 }
-            }
-            if got? == 0 {
+                Err(e) if !answered => return Err(Exchange::unanswered_if_closed(e)),
+                got => got?,
+            };
+            answered = true;
+            if got == 0 {
                 let answer = reader.closed().map_err(Failure::Wire)?;
                 return Ok((answer.response, false));
             }

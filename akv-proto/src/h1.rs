@@ -314,7 +314,8 @@ static KNOWN_NAMES: [HeaderName; 15] = [
 
 fn header_name(raw: &str) -> Result<HeaderName, http::header::InvalidHeaderName> {
     for known in &KNOWN_NAMES {
-        if known.as_str().len() == raw.len() && known.as_str().eq_ignore_ascii_case(raw) {
+        // Compares the lengths first.
+        if known.as_str().eq_ignore_ascii_case(raw) {
             return Ok(known.clone());
         }
     }

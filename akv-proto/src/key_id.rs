@@ -391,7 +391,7 @@ pub enum KeyService {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct KeyId(Arc<KeyIdParts>);
 
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct KeyIdParts {
     endpoint: Endpoint,
     service: KeyService,
@@ -573,11 +573,8 @@ impl KeyId {
     /// The same key pinned to `version`.
     pub fn with_version(&self, version: KeyVersion) -> KeyId {
         KeyId(Arc::new(KeyIdParts {
-            endpoint: self.0.endpoint.clone(),
-            service: self.0.service.clone(),
-            name: self.0.name.clone(),
             version: Some(version),
-            audience: self.0.audience.clone(),
+            ..(*self.0).clone()
         }))
     }
 
