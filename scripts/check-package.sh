@@ -13,7 +13,11 @@ say() { printf '== %s\n' "$*"; }
 fail() { printf 'check-package.sh: %s\n' "$*" >&2; exit 1; }
 
 say "building the packages"
-mapfile -t debs < <(./scripts/build-deb.sh)
+# A process substitution hides the builder's exit status: read its list from a file instead.
+mkdir -p target
+./scripts/build-deb.sh >target/debian-list.txt || fail "building the packages failed (see above)"
+mapfile -t debs <target/debian-list.txt
+((${#debs[@]} == 2)) || fail "build-deb.sh printed ${#debs[@]} package paths, not 2"
 deb=${debs[0]} dbgdeb=${debs[1]}
 for d in "$deb" "$dbgdeb"; do
     printf '%s: %s KiB\n' "$(basename "$d")" "$(( $(stat -c %s "$d") / 1024 ))"
