@@ -12,6 +12,7 @@
 //! may be used again) are `akv_proto::h1`, sans-IO and fuzzed; only the I/O is here.
 //! Redirects are never followed: a 3xx is handed back like any other answer.
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,17 +40,19 @@ const READ_CHUNK: usize = 16 * 1024;
 
 const USER_AGENT: &str = concat!("e_akv/", env!("CARGO_PKG_VERSION"));
 
-/// Where a connection goes: requests to the same origin share connections.
+/// Where a connection goes: requests to the same origin share connections. A request's
+/// origin borrows its host from the URL; a kept connection's owns it (copied when the
+/// connection is opened, not for every request).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
+struct Origin<'a> {
     tls: bool,
     /// Without the brackets of an IPv6 literal.
-    host: String,
+    host: Cow<'a, str>,
     port: u16,
 }
 
-impl Origin {
-    fn of(uri: &http::Uri) -> Result<Origin, TransportError> {
+impl Origin<'_> {
+    fn of(uri: &http::Uri) -> Result<Origin<'_>, TransportError> {
         let other =
             |why: &str| TransportError::new(TransportErrorKind::Other, format!("{uri}: {why}"));
         let tls = match uri.scheme_str() {
@@ -58,12 +61,16 @@ impl Origin {
             _ => return Err(other("only http and https URLs can be requested")),
         };
         let host = uri.host().ok_or_else(|| other("the URL has no host"))?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        let host = Cow::Borrowed(host.trim_start_matches('[').trim_end_matches(']'));
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         Ok(Origin { tls, host, port })
+    }
+
+    fn into_owned(self) -> Origin<'static> {
+        Origin {
+            host: Cow::Owned(self.host.into_owned()),
+            ..self
+        }
     }
 
     fn name(&self) -> String {
@@ -84,7 +91,7 @@ struct Conn {
 
 /// A connection waiting for its next request.
 struct Idle {
-    origin: Origin,
+    origin: Origin<'static>,
     conn: Conn,
     since: Instant,
 }
@@ -135,10 +142,14 @@ impl Direct {
     ) -> Result<HttpResponse, TransportError> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let origin = Origin::of(request.uri())?;
-        let (mut conn, kept) = match self.take_idle(&origin, started) {
-            Some(conn) => (conn, true),
-            None => (self.open(&origin, deadline)?, false),
+        let target = Origin::of(request.uri())?;
+        let (origin, mut conn, kept) = match self.take_idle(&target, started) {
+            Some(Idle { origin, conn, .. }) => (origin, conn, true),
+            None => {
+                let origin = target.into_owned();
+                let conn = self.open(&origin, deadline)?;
+                (origin, conn, false)
+            }
         };
         let mut result = conn.exchange(&request, deadline, self.max_body_bytes);
         if kept && matches!(result, Err(Exchange::Unanswered(_))) {
@@ -159,7 +170,7 @@ impl Direct {
     }
 
     /// The connection to `origin` used last, if it is still open and not too old.
-    fn take_idle(&self, origin: &Origin, now: Instant) -> Option<Conn> {
+    fn take_idle(&self, origin: &Origin<'_>, now: Instant) -> Option<Idle> {
         loop {
             let found = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,12 +181,12 @@ impl Direct {
             // Checked (a system call) and, when dead, closed with the lock released: the
             // other threads of the process take and return their connections meanwhile.
             if now.duration_since(found.since) < CHECK_AFTER_IDLE || found.conn.socket.is_open() {
-                return Some(found.conn);
+                return Some(found);
             }
         }
     }
 
-    fn give_back(&self, origin: Origin, conn: Conn, since: Instant) {
+    fn give_back(&self, origin: Origin<'static>, conn: Conn, since: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.iter().filter(|i| i.origin == origin).count() >= self.max_idle_per_host
             && let Some(oldest) = idle.iter().position(|i| i.origin == origin)
@@ -191,7 +202,7 @@ impl Direct {
 
     /// Opens a connection: looks the host up (cached, see `resolver.rs`), connects within the
     /// connect timeout, and prepares TLS (its handshake goes out with the first request).
-    fn open(&self, origin: &Origin, deadline: Instant) -> Result<Conn, TransportError> {
+    fn open(&self, origin: &Origin<'_>, deadline: Instant) -> Result<Conn, TransportError> {
         let connect_by = deadline.min(Instant::now() + self.connect_timeout);
         let left = connect_by.saturating_duration_since(Instant::now());
         let addrs = self
@@ -219,7 +230,7 @@ impl Direct {
             let tls_error = |e: String| {
                 TransportError::new(TransportErrorKind::Tls, format!("{}: {e}", origin.name()))
             };
-            let name = ServerName::try_from(origin.host.clone())
+            let name = ServerName::try_from(origin.host.to_string())
                 .map_err(|e| tls_error(format!("not a TLS server name: {e}")))?;
             let conn = rustls::ClientConnection::new(self.tls.clone(), name)
                 .map_err(|e| tls_error(e.to_string()))?;
@@ -287,7 +298,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn into_transport_error(self, origin: &Origin) -> TransportError {
+    fn into_transport_error(self, origin: &Origin<'_>) -> TransportError {
         let name = origin.name();
         let (kind, message) = match self {
             Failure::Io(doing, e) => {
