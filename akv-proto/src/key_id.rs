@@ -9,11 +9,12 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::cloud::{Cloud, ServiceKind};
 use crate::key_id_error::{KeyIdError, KeyIdPart};
 use crate::names::{KeyName, KeyVersion, VaultName};
+use crate::request::ApiVersion;
 use crate::text::shown;
 use crate::token::Audience;
 
@@ -399,6 +400,43 @@ struct KeyIdParts {
     version: Option<KeyVersion>,
     /// Follows from `service`; worked out once, not per operation.
     audience: Option<Audience>,
+    /// Follows from the rest; not part of the key's identity.
+    uris: UriCache,
+}
+
+/// Operations a key's request URIs are kept for, indexed by [`KeyId::request_uri`]'s `slot`.
+pub(crate) const URI_SLOTS: usize = 8;
+
+/// A key's request URIs, made on first use. Making one (the URL's text, then `http::Uri`'s
+/// parse of it, then its shared copy) cost 2,000 instructions and 2 allocations on every
+/// operation; a clone is two reference counts.
+#[derive(Default)]
+struct UriCache([OnceLock<(ApiVersion, http::Uri)>; URI_SLOTS]);
+
+impl Clone for UriCache {
+    /// Empty: the clone is for a key that differs (another version), whose URIs differ.
+    fn clone(&self) -> Self {
+        UriCache::default()
+    }
+}
+
+impl PartialEq for UriCache {
+    /// Always: what is cached follows from the key's other parts.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for UriCache {}
+
+impl std::hash::Hash for UriCache {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl fmt::Debug for UriCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UriCache")
+    }
 }
 
 impl fmt::Debug for KeyId {
@@ -547,6 +585,7 @@ impl KeyId {
             name,
             version,
             audience,
+            uris: UriCache::default(),
         }))
     }
 
@@ -612,6 +651,25 @@ impl KeyId {
     /// `https://host[:port]/keys/NAME[/VERSION]`.
     pub fn url(&self) -> String {
         self.url_in("keys")
+    }
+
+    /// The URI of a request on this key, made by `make` from `url()` the first time, and kept
+    /// in `slot` (one per kind of operation) for `api_version`. A key used by clients of two
+    /// api-versions keeps the first one's and makes the others' each time.
+    pub(crate) fn request_uri(
+        &self,
+        slot: usize,
+        api_version: &ApiVersion,
+        make: impl FnOnce() -> http::Uri,
+    ) -> http::Uri {
+        let Some(cell) = self.0.uris.0.get(slot) else {
+            return make();
+        };
+        match cell.get() {
+            Some((version, uri)) if version == api_version => uri.clone(),
+            Some(_) => make(),
+            None => cell.get_or_init(|| (api_version.clone(), make())).1.clone(),
+        }
     }
 
     /// `https://host[:port]/COLLECTION/NAME[/VERSION]`.

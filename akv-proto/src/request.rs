@@ -139,6 +139,20 @@ impl KeyCall {
         }
     }
 
+    /// Where a key keeps this operation's request URI (see `KeyId::request_uri`).
+    fn slot(&self) -> usize {
+        match self {
+            KeyCall::GetKey => 0,
+            KeyCall::GetCertificate => 1,
+            KeyCall::Sign { .. } => 2,
+            KeyCall::Verify { .. } => 3,
+            KeyCall::Encrypt { .. } => 4,
+            KeyCall::Decrypt { .. } => 5,
+            KeyCall::WrapKey { .. } => 6,
+            KeyCall::UnwrapKey { .. } => 7,
+        }
+    }
+
     /// The JSON body of an operation (none for the GETs), written straight from a struct: no
     /// JSON tree is built per request.
     fn body(&self) -> Option<Vec<u8>> {
@@ -263,18 +277,24 @@ pub fn build_request(
     request_id: &ClientRequestId,
     token: Option<&AccessToken>,
 ) -> HttpRequest {
-    let mut url = match call {
-        KeyCall::GetKey => key.url(),
-        KeyCall::GetCertificate => key.certificate_url(),
-        other => {
-            let mut url = key.url();
-            url.push('/');
-            url.push_str(other.name());
-            url
-        }
+    let make_uri = || {
+        let mut url = match call {
+            KeyCall::GetKey => key.url(),
+            KeyCall::GetCertificate => key.certificate_url(),
+            other => {
+                let mut url = key.url();
+                url.push('/');
+                url.push_str(other.name());
+                url
+            }
+        };
+        url.push_str("?api-version=");
+        url.push_str(api_version.as_str());
+        // The URL is made of a parsed KeyId and fixed parts; it always parses. (From the
+        // String itself, which the URI keeps, rather than from a copy.)
+        http::Uri::try_from(url).expect("a KeyId's URL is a valid URI")
     };
-    url.push_str("?api-version=");
-    url.push_str(api_version.as_str());
+    let uri = key.request_uri(call.slot(), api_version, make_uri);
     // Operations POST a JSON body; the GETs have none.
     let body = call.body();
     let post = body.is_some();
@@ -282,9 +302,7 @@ pub fn build_request(
     if post {
         *request.method_mut() = Method::POST;
     }
-    // The URL is made of a parsed KeyId and fixed parts; it always parses. (From the
-    // String itself, which the URI keeps, rather than from a copy.)
-    *request.uri_mut() = http::Uri::try_from(url).expect("a KeyId's URL is a valid URI");
+    *request.uri_mut() = uri;
     let headers = request.headers_mut();
     headers.reserve(6);
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -319,6 +337,7 @@ pub fn authorize(request: &mut HttpRequest, token: &AccessToken) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::KeyVersion;
     use crate::{Cloud, EndpointPolicy};
     use std::time::{Duration, Instant};
 
@@ -369,6 +388,52 @@ mod tests {
         );
         assert_eq!(r.uri().path(), "/keys/k/0123456789abcdef0123456789abcdef");
         assert_eq!(r.uri().query(), Some("api-version=7.5"));
+    }
+
+    #[test]
+    fn a_keys_kept_uris_follow_the_operation_the_version_and_the_api_version() {
+        let k = key("vault:v12:k");
+        let sign = || KeyCall::Sign {
+            alg: SignAlgorithm::RS256,
+            digest: vec![0; 32],
+        };
+        let uri = |k: &KeyId, call: &KeyCall, api: &str| {
+            let api = ApiVersion::parse(api).unwrap();
+            build_request(k, call, &api, &id(), None).uri().to_string()
+        };
+        let base = "https://v12.vault.azure.net/keys/k";
+        for _ in 0..2 {
+            assert_eq!(
+                uri(&k, &sign(), "7.5"),
+                format!("{base}/sign?api-version=7.5")
+            );
+            assert_eq!(
+                uri(&k, &KeyCall::GetKey, "7.5"),
+                format!("{base}?api-version=7.5")
+            );
+            // Another api-version on the same key: made anew, not the kept one.
+            assert_eq!(
+                uri(&k, &sign(), "7.4"),
+                format!("{base}/sign?api-version=7.4")
+            );
+        }
+        // A clone shares them; the key pinned to a version has its own.
+        assert_eq!(
+            uri(&k.clone(), &sign(), "7.5"),
+            format!("{base}/sign?api-version=7.5")
+        );
+        let pinned = k.with_version(KeyVersion::parse("0123456789abcdef0123456789abcdef").unwrap());
+        assert_eq!(
+            uri(&pinned, &sign(), "7.5"),
+            format!("{base}/0123456789abcdef0123456789abcdef/sign?api-version=7.5")
+        );
+        let other = "fedcba9876543210fedcba9876543210";
+        let repinned = pinned.with_version(KeyVersion::parse(other).unwrap());
+        assert_eq!(
+            uri(&repinned, &sign(), "7.5"),
+            format!("{base}/{other}/sign?api-version=7.5")
+        );
+        assert_eq!(k, k.clone());
     }
 
     #[test]
