@@ -11,10 +11,10 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
+use crate::api_version::ApiVersion;
 use crate::cloud::{Cloud, ServiceKind};
 use crate::key_id_error::{KeyIdError, KeyIdPart};
 use crate::names::{KeyName, KeyVersion, VaultName};
-use crate::request::ApiVersion;
 use crate::text::shown;
 use crate::token::Audience;
 

@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 
 mod algorithm;
+mod api_version;
 pub mod b64;
 mod breaker;
 mod challenge;
