@@ -3,7 +3,6 @@
 //! time. The cache holds no lock and reads no clock; a backend wraps it in a mutex and
 //! passes `now`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -235,7 +234,9 @@ pub struct FetchTicket {
 /// Tokens per audience, shared by every key and thread of a process (behind a mutex).
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    entries: HashMap<Audience, Entry>,
+    /// A process asks for one audience or two: a list searched by audience costs less than
+    /// hashing it (SipHash) on every operation.
+    entries: Vec<(Audience, Entry)>,
     /// Tickets are numbered across the whole cache so that one issued before `clear` can
     /// never be mistaken for a later one.
     tickets_issued: u64,
@@ -255,13 +256,21 @@ impl TokenCache {
         now: Instant,
         rejected: Option<&AccessToken>,
     ) -> Acquire {
-        let entry = self.entries.entry(audience.clone()).or_insert(Entry {
-            token: None,
-            refresh_at: now,
-            fetching: false,
-            pause_until: None,
-            generation: 0,
-        });
+        let at = match self.entries.iter().position(|(a, _)| a == audience) {
+            Some(at) => at,
+            None => {
+                let entry = Entry {
+                    token: None,
+                    refresh_at: now,
+                    fetching: false,
+                    pause_until: None,
+                    generation: 0,
+                };
+                self.entries.push((audience.clone(), entry));
+                self.entries.len() - 1
+            }
+        };
+        let entry = &mut self.entries[at].1;
         self.tickets_issued += 1;
         let next_ticket = self.tickets_issued;
         if let (Some(bad), Some(current)) = (rejected, &entry.token) {
@@ -294,7 +303,7 @@ impl TokenCache {
     /// Hands back a ticket with the fetched token, or `None` when the fetch failed. A failed
     /// refresh keeps the old token while it is usable.
     pub fn complete(&mut self, ticket: FetchTicket, fetched: Option<AccessToken>, now: Instant) {
-        let Some(entry) = self.entries.get_mut(&ticket.audience) else {
+        let Some((_, entry)) = self.entries.iter_mut().find(|(a, _)| *a == ticket.audience) else {
             return;
         };
         if entry.generation != ticket.generation {
@@ -411,6 +420,31 @@ mod tests {
             due,
         );
         assert!(matches!(cache.acquire(&aud(), due, None), Acquire::Use(t) if t.secret() == "b"));
+    }
+
+    #[test]
+    fn each_audience_has_its_own_token() {
+        let mut cache = TokenCache::new();
+        let t0 = Instant::now();
+        let hsm = Audience::parse("https://managedhsm.azure.net").unwrap();
+        let vault_ticket = fetch(&mut cache, t0);
+        let Acquire::Fetch {
+            ticket: hsm_ticket, ..
+        } = cache.acquire(&hsm, t0, None)
+        else {
+            panic!("the HSM audience waited for the vault's fetch")
+        };
+        let hour = t0 + Duration::from_secs(3600);
+        cache.complete(hsm_ticket, Some(AccessToken::new("h", hour)), t0);
+        assert!(matches!(cache.acquire(&aud(), t0, None), Acquire::Wait));
+        cache.complete(vault_ticket, Some(AccessToken::new("v", hour)), t0);
+        assert!(matches!(cache.acquire(&aud(), t0, None), Acquire::Use(t) if t.secret() == "v"));
+        assert!(matches!(cache.acquire(&hsm, t0, None), Acquire::Use(t) if t.secret() == "h"));
+        cache.clear();
+        assert!(matches!(
+            cache.acquire(&hsm, t0, None),
+            Acquire::Fetch { .. }
+        ));
     }
 
     #[test]
