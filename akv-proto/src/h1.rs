@@ -660,6 +660,7 @@ pub(crate) fn read_in_pieces(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
 
     #[test]
     fn known_names_match_in_any_case_and_nothing_else() {
@@ -681,8 +682,6 @@ mod tests {
         assert!(!same_name(b"x-ms-request-id", b"x-ms-request-i"));
         assert!(!same_name(b"content-length", b"content_length"));
     }
-
-    use http::Request;
 
     fn written(request: HttpRequest) -> String {
         let mut out = Vec::new();

@@ -404,8 +404,8 @@ struct KeyIdParts {
     uris: UriCache,
 }
 
-/// Operations a key's request URIs are kept for, indexed by [`KeyId::request_uri`]'s `slot`.
-pub(crate) const URI_SLOTS: usize = 8;
+/// Kinds of operation a key's request URIs are kept for (`KeyCall::slot` numbers them).
+const URI_SLOTS: usize = 8;
 
 /// A key's request URIs, made on first use. Making one (the URL's text, then `http::Uri`'s
 /// parse of it, then its shared copy) cost 2,000 instructions and 2 allocations on every
