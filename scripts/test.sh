@@ -37,9 +37,9 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 # the package) and 0.2 GB for the OpenSSL builds. Say so up front rather than fail with
 # "No space left on device" half way through.
 need_mb=3500
-free_mb=$(df -Pm . | awk 'NR == 2 { print $4 }')
+read -r free_mb mount < <(df -Pm . | awk 'NR == 2 { print $4, $6 }')
 if [[ -n $free_mb && $free_mb -lt $need_mb ]]; then
-    echo "!! only ${free_mb} MB free on $(df -P . | awk 'NR == 2 { print $6 }'); this run needs about ${need_mb} MB" >&2
+    echo "!! only ${free_mb} MB free on ${mount}; this run needs about ${need_mb} MB" >&2
 fi
 
 # rustfmt and clippy are rustup components; a toolchain without them cannot fetch them here.
