@@ -80,7 +80,9 @@ impl Transport {
                 .request(request)
                 .await
                 .map_err(map_client_error)?;
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            // The blocking codec makes only the headers the protocol reads; so does this.
+            parts.headers = akv_proto::read_headers::keep_read(std::mem::take(&mut parts.headers));
             let limit = usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX);
             let bytes = Limited::new(body, limit)
                 .collect()

@@ -557,7 +557,7 @@ impl Operation {
             error,
             request_id: response
                 .headers()
-                .get("x-ms-request-id")
+                .get(crate::read_headers::X_MS_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| crate::text::clean_text(v, 64)),
         })

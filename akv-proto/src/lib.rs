@@ -73,6 +73,7 @@ mod key_id;
 mod key_id_error;
 pub mod key_ref;
 mod names;
+pub mod read_headers;
 mod request;
 mod response;
 mod retry_after;

@@ -540,7 +540,7 @@ impl ServiceError {
         };
         let request_id = response
             .headers()
-            .get("x-ms-request-id")
+            .get(crate::read_headers::X_MS_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(|v| clean_text(v, 64));
         ServiceError {

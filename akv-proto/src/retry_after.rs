@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
+use crate::read_headers::{RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS};
+
 /// Longer waits than this are treated as this: the caller's budget decides anyway, and
 /// absurd values must not overflow.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The delay the response asks for, if any.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
+    for name in [RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS] {
         if let Some(ms) = headers
             .get(name)
             .and_then(|v| v.to_str().ok())
