@@ -9,6 +9,17 @@ pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Appends bytes to `out` as unpadded base64url.
+pub fn encode_into(bytes: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    // Sized for the padded form, so it never runs short; the unpadded one may be shorter.
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+}
+
 /// Decodes base64url, with or without padding, also accepting the standard alphabet.
 pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let text = text.trim_end_matches('=');
@@ -41,5 +52,11 @@ mod tests {
         assert!(super::decode("A").is_err());
         assert!(super::decode("a b").is_err());
         assert_eq!(super::encode(&[0xfb, 0xff]), "-_8");
+        for n in 0..40 {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37) as u8).collect();
+            let mut out = b"x".to_vec();
+            super::encode_into(&bytes, &mut out);
+            assert_eq!(out[1..], *super::encode(&bytes).as_bytes(), "{n}");
+        }
     }
 }
