@@ -4,8 +4,10 @@
 //! and writes BENCHMARKS.md. Every endpoint is on 127.0.0.1.
 //!
 //! ```text
-//! akv-bench [--quick]
+//! akv-bench [--quick] [--floor-only]
 //! ```
+//! `--floor-only` prints the first section alone (the engine against wrk), for trying a change;
+//! `scripts/bench.sh` runs them all.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -197,39 +199,70 @@ fn children_cpu_us() -> f64 {
     us(usage.ru_utime) + us(usage.ru_stime)
 }
 
+/// The engine's sign request for `key`, as its blocking backend writes it, with a fixed request
+/// id: the floors send these very bytes, so that the emulator does for them what it does for
+/// the engine (it reads the same headers, and echoes the request id).
+fn engine_request(lab: &Lab, key: &str, mode: &str, token: &str) -> Vec<u8> {
+    let key = KeyId::parse(&format!("vault:myvault:{key}"), &policy(lab)).unwrap();
+    let token = akv_proto::AccessToken::new(token, Instant::now() + Duration::from_secs(3600));
+    let request = build_request(
+        &key,
+        &call_for(mode, &[0x42u8; 32]),
+        &akv_proto::ApiVersion::default(),
+        &ClientRequestId::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+        Some(&token),
+    );
+    let mut bytes = Vec::new();
+    // The blocking backend's User-Agent (the workspace's crates share one version).
+    akv_proto::h1::write_request(
+        &request,
+        concat!("e_akv/", env!("CARGO_PKG_VERSION")),
+        &mut bytes,
+    )
+    .unwrap();
+    bytes
+}
+
+/// The token the emulator issued to the engine's earlier runs.
+fn engine_token(lab: &Lab) -> String {
+    lab.emulator()
+        .issued_tokens()
+        .pop()
+        .expect("the engine fetched a token before the floors run")
+}
+
 /// The floor: `wrk`, a minimal keep-alive HTTPS client in C that is not our stack, sending
-/// the engine's sign request (same path, token, headers and body) to the same emulator over
+/// the engine's sign request (its method, path, headers and body) to the same emulator over
 /// `connections` connections for `secs` seconds.
 fn wrk_run(
     lab: &Lab,
     dir: &Path,
     key: &str,
-    alg: &str,
+    mode: &str,
     threads: usize,
     connections: usize,
     secs: u64,
 ) -> WrkRun {
-    // A token the emulator issued to the engine's earlier runs.
-    let token = lab
-        .emulator()
-        .issued_tokens()
-        .pop()
-        .expect("the engine fetched a token before wrk runs");
-    let script = dir.join(format!("sign-{key}.lua"));
-    let digest = akv_proto::b64::encode(&[0x42u8; 32]);
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\n\
-             wrk.path = \"/keys/{key}/sign?api-version={}\"\n\
-             wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n\
-             wrk.headers[\"Content-Type\"] = \"application/json\"\n\
-             wrk.headers[\"Accept\"] = \"application/json\"\n\
-             wrk.body = '{{\"alg\":\"{alg}\",\"value\":\"{digest}\"}}'\n",
-            akv_proto::ApiVersion::default().as_str()
-        ),
-    )
-    .unwrap();
+    let request = engine_request(lab, key, mode, &engine_token(lab));
+    let text = String::from_utf8(request).expect("an ASCII request");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let mut lines = head.split("\r\n");
+    let (method, path) = lines
+        .next()
+        .and_then(|l| l.split_once(' '))
+        .and_then(|(m, rest)| Some((m, rest.split_once(' ')?.0)))
+        .expect("a request line");
+    let mut script = format!("wrk.method = \"{method}\"\nwrk.path = \"{path}\"\n");
+    for line in lines {
+        let (name, value) = line.split_once(": ").expect("a header line");
+        // wrk writes these two itself, from the URL and the body.
+        if name != "host" && name != "content-length" {
+            writeln!(script, "wrk.headers[\"{name}\"] = \"{value}\"").unwrap();
+        }
+    }
+    writeln!(script, "wrk.body = '{body}'").unwrap();
+    let path = dir.join(format!("sign-{key}.lua"));
+    std::fs::write(&path, script).unwrap();
     let cpu_before = children_cpu_us();
     let out = std::process::Command::new("wrk")
         .args([
@@ -238,7 +271,7 @@ fn wrk_run(
             &format!("-d{secs}s"),
             "-s",
         ])
-        .arg(&script)
+        .arg(&path)
         .arg(lab.emulator().base_url())
         .output()
         .expect("wrk runs (apt-get install wrk)");
@@ -331,12 +364,16 @@ fn nginx_log_tail(root: &Path) -> String {
 
 /// The minimal Rust client (`akv-h1-floor`): `ops` of the same sign request over
 /// `connections` kept-alive rustls connections, one thread each.
-fn h1_floor_run(lab: &Lab, key: &str, alg: &str, connections: usize, ops: usize) -> WrkRun {
-    let token = lab
-        .emulator()
-        .issued_tokens()
-        .pop()
-        .expect("the engine fetched a token before the floor runs");
+fn h1_floor_run(
+    lab: &Lab,
+    dir: &Path,
+    key: &str,
+    mode: &str,
+    connections: usize,
+    ops: usize,
+) -> WrkRun {
+    let request = dir.join(format!("sign-{key}.http"));
+    std::fs::write(&request, engine_request(lab, key, mode, &engine_token(lab))).unwrap();
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/akv-h1-floor");
     let port = lab
         .emulator()
@@ -355,9 +392,7 @@ fn h1_floor_run(lab: &Lab, key: &str, alg: &str, connections: usize, ops: usize)
         .args([
             &port,
             &ca,
-            &token,
-            key,
-            alg,
+            &request.display().to_string(),
             &connections.to_string(),
             &ops.to_string(),
         ])
@@ -403,12 +438,12 @@ fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, qui
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    // The keys of this section: name, padding mode, Key Vault algorithm, label.
+    // The keys of this section: name, padding mode, label.
     let keys = [
-        ("rsa2048", "pkcs1", "RS256", "RSA-2048 PKCS#1"),
-        ("p256", "ecdsa", "ES256", "ECDSA P-256"),
+        ("rsa2048", "pkcs1", "RSA-2048 PKCS#1"),
+        ("p256", "ecdsa", "ECDSA P-256"),
     ];
-    for (key, mode, alg, label) in keys {
+    for (key, mode, label) in keys {
         for n in [1, 8] {
             let (mut engine_rate, mut engine_cpu) = (Vec::new(), Vec::new());
             let (mut wrk_rate, mut wrk_cpu, mut same_rate) = (Vec::new(), Vec::new(), Vec::new());
@@ -416,14 +451,14 @@ fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, qui
                 let engine = engine_run(lab, bin, key, mode, n, ops);
                 engine_rate.push(engine.run.rate());
                 engine_cpu.push(engine.cpu_us / engine.run.ops as f64);
-                let wrk = wrk_run(lab, dir, key, alg, n.min(2), n, secs);
+                let wrk = wrk_run(lab, dir, key, mode, n.min(2), n, secs);
                 wrk_rate.push(wrk.rate());
                 wrk_cpu.push(wrk.cpu_us / wrk.requests);
                 if n > 2 {
-                    same_rate.push(wrk_run(lab, dir, key, alg, n, n, secs).rate());
+                    same_rate.push(wrk_run(lab, dir, key, mode, n, n, secs).rate());
                 }
             }
-            let h1 = h1_floor_run(lab, key, alg, n, ops);
+            let h1 = h1_floor_run(lab, dir, key, mode, n, ops);
             let (rate, cpu) = (median(engine_rate), median(engine_cpu));
             let wrk = median(wrk_rate);
             // With one connection, wrk's event loop is its only thread as well.
@@ -481,7 +516,7 @@ fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, qui
     // the instructions a signature costs in user space do not, so changes show here first.
     let instructions: Vec<String> = keys
         .iter()
-        .map(|(key, mode, _, label)| {
+        .map(|(key, mode, label)| {
             let n = |ops| user_instructions(lab, bin, dir, key, mode, ops);
             format!("{label} {:.0}", (n(1_200) - n(200)) / 1_000.0)
         })
@@ -806,6 +841,10 @@ fn main() {
 
     // 1. Engine versus a minimal client that is not our stack.
     floor_section(&mut report, &mut lab, &bin, &root, quick);
+    if std::env::args().any(|a| a == "--floor-only") {
+        print!("{report}");
+        return;
+    }
 
     // 2. Engine versus the bare backend: what OpenSSL and the engine add to it.
     writeln!(

@@ -1,12 +1,12 @@
 //! `akv-h1-floor`: a second floor for the benchmark, besides wrk: the least a Rust client
 //! can do for a sign request. Each thread keeps one rustls connection to the vault and, per
-//! request, writes one hand-made HTTP/1.1 request (the same path, token, headers and body as
-//! wrk sends) and reads the answer until its Content-Length is in, parsed with httparse. No
+//! request, writes the bytes of REQUEST (the engine's own sign request, as the benchmark
+//! wrote it) and reads the answer until its Content-Length is in, parsed with httparse. No
 //! HTTP library, no pool, no timeouts, no retries: not a client to use, a measure of what
 //! ours costs above the bare protocol.
 //!
 //! ```text
-//! akv-h1-floor PORT CA.pem TOKEN KEY ALG THREADS OPS
+//! akv-h1-floor PORT CA.pem REQUEST THREADS OPS
 //! ```
 //! Prints one JSON line: `{"ops", "secs", "cpu_us"}` (CPU = user + system of the process).
 
@@ -69,8 +69,8 @@ fn run(config: Arc<rustls::ClientConfig>, port: u16, request: Arc<Vec<u8>>, ops:
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [port, ca, token, key, alg, threads, ops] = &args[..] else {
-        eprintln!("usage: akv-h1-floor PORT CA.pem TOKEN KEY ALG THREADS OPS");
+    let [port, ca, request, threads, ops] = &args[..] else {
+        eprintln!("usage: akv-h1-floor PORT CA.pem REQUEST THREADS OPS");
         std::process::exit(2);
     };
     let port: u16 = port.parse().expect("PORT");
@@ -89,18 +89,7 @@ fn main() {
         .with_root_certificates(roots)
         .with_no_client_auth(),
     );
-    let digest = akv_proto::b64::encode(&[0x42u8; 32]);
-    let body = format!("{{\"alg\":\"{alg}\",\"value\":\"{digest}\"}}");
-    let request = Arc::new(
-        format!(
-            "POST /keys/{key}/sign?api-version={} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
-             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
-             Accept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            akv_proto::ApiVersion::default().as_str(),
-            body.len()
-        )
-        .into_bytes(),
-    );
+    let request = Arc::new(std::fs::read(request).expect("the REQUEST file"));
     let per_thread = ops / threads.max(1);
     let (started, cpu) = (std::time::Instant::now(), cpu_us());
     let workers: Vec<_> = (0..threads)
