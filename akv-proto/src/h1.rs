@@ -3,7 +3,8 @@
 //! the rest of this crate; the caller owns the connection, the clock and the buffers.
 //!
 //! Only what a client of Key Vault and the token services needs: no `Expect: 100-continue`,
-//! no upgrades, no compression (it asks for `identity`), no pipelining. The framing of the
+//! no upgrades, no compression (it asks for `identity`), no pipelining, and of the answer's
+//! headers only those the protocol reads ([`crate::read_headers`]). The framing of the
 //! answer follows RFC 9112 section 6.3: no body for `HEAD`, 1xx, 204 and 304; chunked when
 //! the last transfer coding says so; Content-Length (one value, or a list of equal ones);
 //! else until the server closes. An answer with anything doubtful about its end (both

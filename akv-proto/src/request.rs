@@ -207,8 +207,6 @@ impl ClientRequestId {
 }
 
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
-const RETURN_CLIENT_REQUEST_ID: HeaderName =
-    HeaderName::from_static("x-ms-return-client-request-id");
 
 /// Builds the request for `call` on `key`. With a token, the `Authorization` header is set
 /// and marked sensitive. Without one, the request is the unauthenticated first request that
@@ -247,13 +245,13 @@ pub fn build_request(
     }
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
-    headers.reserve(6);
+    headers.reserve(4);
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    // Request ids hold only [0-9A-Za-z-] (see ClientRequestId::new).
+    // Request ids hold only [0-9A-Za-z-] (see ClientRequestId::new). The id is not asked
+    // back (`x-ms-return-client-request-id`): nothing reads the echo (see `read_headers`).
     if let Ok(id) = HeaderValue::from_str(request_id.as_str()) {
         headers.insert(CLIENT_REQUEST_ID, id);
     }
-    headers.insert(RETURN_CLIENT_REQUEST_ID, HeaderValue::from_static("true"));
     if post {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
