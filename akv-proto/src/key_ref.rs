@@ -16,9 +16,6 @@
 //! reference is only a name: using it still needs the machine's identity and a role on the
 //! key, and a name outside the allowed hosts is refused like any key string.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 use crate::der::tlv;
 
 /// The PEM label.
@@ -41,7 +38,7 @@ fn bad(why: impl Into<String>) -> KeyRefError {
 
 /// The reference file for `key_string`.
 pub fn to_pem(key_string: &str) -> String {
-    let body = STANDARD.encode(to_der(key_string));
+    let body = crate::b64::encode_standard(&to_der(key_string));
     let mut out =
         String::from("# An Azure Key Vault key reference: it names the key, it holds no secret.\n");
     out.push_str(BEGIN);
@@ -79,9 +76,8 @@ pub fn from_pem(text: &[u8]) -> Result<String, KeyRefError> {
         .ok_or_else(|| bad(format!("no {END} line")))?
         + start;
     let body: String = text[start..end].split_whitespace().collect();
-    let der = STANDARD
-        .decode(body.as_bytes())
-        .map_err(|_| bad("the body is not base64"))?;
+    let der =
+        crate::b64::decode_standard(body.as_bytes()).map_err(|_| bad("the body is not base64"))?;
     from_der(&der)
 }
 
