@@ -43,6 +43,9 @@ pub const ENGINE_CMD_FLAG_INTERNAL: c_uint = 0x0008;
 pub const EVP_PKEY_RSA: c_int = 6;
 pub const EVP_PKEY_EC: c_int = 408;
 pub const EVP_PKEY_FLAG_AUTOARGLEN: c_int = 2;
+pub const ERR_LIB_EVP: c_int = 6;
+pub const EVP_R_BUFFER_TOO_SMALL: c_int = 155;
+pub const EVP_R_INVALID_KEY: c_int = 163;
 
 pub const NID_X9_62_PRIME256V1: c_int = 415;
 pub const NID_SECP384R1: c_int = 715;
@@ -114,6 +117,8 @@ pub type PkeySignFn = Option<
     ) -> c_int,
 >;
 pub type PkeyDecryptFn = PkeySignFn;
+pub type PkeyDeriveFn =
+    Option<unsafe extern "C" fn(*mut EVP_PKEY_CTX, *mut c_uchar, *mut usize) -> c_int>;
 pub type PkeyCtrlFn =
     Option<unsafe extern "C" fn(*mut EVP_PKEY_CTX, c_int, c_int, *mut c_void) -> c_int>;
 pub type PkeyCtrlStrFn =
@@ -202,6 +207,18 @@ unsafe extern "C" {
         init: PkeyInitFn,
         decrypt: PkeyDecryptFn,
     );
+
+    pub fn EVP_PKEY_meth_get_derive(
+        m: *const EVP_PKEY_METHOD,
+        init: *mut PkeyInitFn,
+        derive: *mut PkeyDeriveFn,
+    );
+    pub fn EVP_PKEY_meth_set_derive(
+        m: *mut EVP_PKEY_METHOD,
+        init: PkeyInitFn,
+        derive: PkeyDeriveFn,
+    );
+    pub fn EVP_PKEY_get_size(pkey: *const EVP_PKEY) -> c_int;
 
     pub fn EVP_PKEY_CTX_get0_pkey(ctx: *mut EVP_PKEY_CTX) -> *mut EVP_PKEY;
     pub fn EVP_PKEY_meth_get_ctrl(

@@ -198,6 +198,39 @@ fn local_keys_are_untouched_when_the_engine_is_the_default() {
             ]);
         }
         lab.ok(&verify);
+        if name == "local-ec" {
+            // ECDH through the engine's EC method (which answers size queries itself, see
+            // ec.rs) gives OpenSSL's own secret.
+            let peer = lab.path("peer-ec.pem");
+            lab.ok(&[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+                &peer,
+            ]);
+            let peer_public = lab.path("peer-ec.pub");
+            lab.ok(&["pkey", "-in", &peer, "-pubout", "-out", &peer_public]);
+            let derive = |engine: bool| {
+                let mut args = vec![
+                    "pkeyutl",
+                    "-derive",
+                    "-inkey",
+                    &pem,
+                    "-peerkey",
+                    &peer_public,
+                ];
+                if engine {
+                    args.extend(["-engine", "e_akv"]);
+                }
+                lab.ok(&args).stdout
+            };
+            let (through, plain) = (derive(true), derive(false));
+            assert_eq!(through.len(), 32);
+            assert_eq!(through, plain);
+        }
         if name == "local-rsa" {
             let plain = lab.write("local.txt", b"local secret");
             let ct = lab.path("local.ct");
