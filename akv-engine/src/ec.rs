@@ -9,7 +9,7 @@ use akv_frontend::failure::{Failure, Reason};
 
 use crate::errors::{guard, guard_remote};
 use crate::ffi;
-use akv_frontend::remote::VaultKey;
+use akv_frontend::remote::{VaultKey, Via};
 
 use crate::keys;
 
@@ -83,7 +83,9 @@ pub fn new_ec_key_method() -> *mut ffi::EC_KEY_METHOD {
 
 /// OpenSSL's own sign and derive of its EC EVP_PKEY_METHOD.
 struct PkeyOriginals {
+    sign_init: ffi::PkeyInitFn,
     sign: ffi::PkeySignFn,
+    derive_init: ffi::PkeyInitFn,
     derive: ffi::PkeyDeriveFn,
 }
 
@@ -91,14 +93,19 @@ static PKEY_ORIGINALS: OnceLock<PkeyOriginals> = OnceLock::new();
 
 fn pkey_originals() -> &'static PkeyOriginals {
     PKEY_ORIGINALS.get_or_init(|| {
-        let (mut init, mut sign, mut derive) = (None, None, None);
+        let mut o = PkeyOriginals {
+            sign_init: None,
+            sign: None,
+            derive_init: None,
+            derive: None,
+        };
         // SAFETY: reading OpenSSL's built-in method.
         unsafe {
             let m = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_EC);
-            ffi::EVP_PKEY_meth_get_sign(m, &mut init, &mut sign);
-            ffi::EVP_PKEY_meth_get_derive(m, &mut init, &mut derive);
+            ffi::EVP_PKEY_meth_get_sign(m, &mut o.sign_init, &mut o.sign);
+            ffi::EVP_PKEY_meth_get_derive(m, &mut o.derive_init, &mut o.derive);
         }
-        PkeyOriginals { sign, derive }
+        o
     })
 }
 
@@ -110,24 +117,13 @@ fn pkey_originals() -> &'static PkeyOriginals {
 /// keys with the size known per curve, and leaves other keys to OpenSSL's sign, which does
 /// them itself; our derive does them as OpenSSL would before its own derive.
 pub fn new_pkey_method() -> *mut ffi::EVP_PKEY_METHOD {
-    let originals = pkey_originals();
+    let o = pkey_originals();
     // SAFETY: creating and filling a fresh method.
     unsafe {
-        let original = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_EC);
-        let m = ffi::EVP_PKEY_meth_new(ffi::EVP_PKEY_EC, 0);
-        if m.is_null() {
-            return m;
-        }
-        // Copies the functions, not the flags.
-        ffi::EVP_PKEY_meth_copy(m, original);
-        let (mut sign_init, mut sign, mut derive_init, mut derive) = (None, None, None, None);
-        ffi::EVP_PKEY_meth_get_sign(original, &mut sign_init, &mut sign);
-        ffi::EVP_PKEY_meth_get_derive(original, &mut derive_init, &mut derive);
-        if originals.sign.is_some() {
-            ffi::EVP_PKEY_meth_set_sign(m, sign_init, Some(pkey_sign));
-        }
-        if originals.derive.is_some() {
-            ffi::EVP_PKEY_meth_set_derive(m, derive_init, Some(pkey_derive));
+        let m = crate::copy_pkey_method(ffi::EVP_PKEY_EC, 0);
+        if !m.is_null() {
+            ffi::EVP_PKEY_meth_set_sign(m, o.sign_init, Some(pkey_sign));
+            ffi::EVP_PKEY_meth_set_derive(m, o.derive_init, Some(pkey_derive));
         }
         m
     }
@@ -221,18 +217,11 @@ unsafe extern "C" fn pkey_sign(
         return done;
     }
     let body = move |via| async move {
-        // SAFETY: tbs holds tbslen bytes until the callback returns.
+        // SAFETY: tbs holds tbslen bytes until the callback returns; eckey is our key.
         let digest = unsafe { std::slice::from_raw_parts(tbs, tbslen) };
-        let (raw, curve) = akv_frontend::remote::sign_ecdsa(via, &data, digest).await?;
-        let der = akv_proto::ecdsa_raw_to_der(curve, &raw)
-            .map_err(|e| Failure::new(Reason::Sign, e.to_string()))?;
-        if der.len() > capacity {
-            return Err(Failure::new(
-                Reason::BufferTooSmall,
-                format!("DER signature of {} bytes, buffer of {capacity}", der.len()),
-            ));
-        }
-        // SAFETY: the buffer holds at least `capacity` bytes (checked above).
+        let der = unsafe { der_signature(via, &data, digest, eckey) }.await?;
+        // SAFETY: the buffer holds at least `capacity` bytes (checked above), and the
+        // signature fits in that.
         unsafe {
             std::ptr::copy_nonoverlapping(der.as_ptr(), sig, der.len());
             *siglen = der.len();
@@ -290,19 +279,10 @@ unsafe extern "C" fn ec_sign(
         });
     };
     let body = move |via| async move {
-        // SAFETY: dgst holds dlen bytes.
+        // SAFETY: dgst holds dlen bytes; eckey is our key.
         let digest = unsafe { std::slice::from_raw_parts(dgst, dlen.max(0) as usize) };
-        let (raw, curve) = akv_frontend::remote::sign_ecdsa(via, &data, digest).await?;
-        let der = akv_proto::ecdsa_raw_to_der(curve, &raw)
-            .map_err(|e| Failure::new(Reason::Sign, e.to_string()))?;
-        // SAFETY: valid key of this curve; the buffer OpenSSL gives holds ECDSA_size bytes.
-        let capacity = unsafe { der_capacity(curve, eckey) };
-        if der.len() > capacity {
-            return Err(Failure::new(
-                Reason::BufferTooSmall,
-                format!("DER signature of {} bytes, buffer of {capacity}", der.len()),
-            ));
-        }
+        let der = unsafe { der_signature(via, &data, digest, eckey) }.await?;
+        // SAFETY: the buffer OpenSSL gives holds ECDSA_size bytes, and the signature fits.
         unsafe {
             std::ptr::copy_nonoverlapping(der.as_ptr(), sig, der.len());
             *siglen = der.len() as c_uint;
@@ -311,6 +291,31 @@ unsafe extern "C" fn ec_sign(
     };
     // SAFETY: the body uses only the callback's arguments, untouched until it returns.
     unsafe { guard_remote(c"ecdsa_sign", 0, body) }
+}
+
+/// A DER signature of `digest` by our key, refused when longer than `ECDSA_size` (the
+/// buffer OpenSSL hands over, or checked by our pkey sign).
+///
+/// # Safety
+/// `eckey` is the valid key `data` belongs to.
+async unsafe fn der_signature(
+    via: Via,
+    data: &VaultKey,
+    digest: &[u8],
+    eckey: *mut ffi::EC_KEY,
+) -> Result<Vec<u8>, Failure> {
+    let (raw, curve) = akv_frontend::remote::sign_ecdsa(via, data, digest).await?;
+    let der = akv_proto::ecdsa_raw_to_der(curve, &raw)
+        .map_err(|e| Failure::new(Reason::Sign, e.to_string()))?;
+    // SAFETY: per the contract above.
+    let capacity = unsafe { der_capacity(curve, eckey) };
+    if der.len() > capacity {
+        return Err(Failure::new(
+            Reason::BufferTooSmall,
+            format!("DER signature of {} bytes, buffer of {capacity}", der.len()),
+        ));
+    }
+    Ok(der)
 }
 
 /// `ECDSA_size` of the key: the size of the buffer OpenSSL hands to `ec_sign`. It depends on

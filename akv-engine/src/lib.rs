@@ -106,6 +106,23 @@ pub unsafe extern "C" fn bind_engine(
     })
 }
 
+/// A new EVP_PKEY_METHOD for key type `id` with `flags`, holding OpenSSL's own functions
+/// for that type (the caller replaces some); null if OpenSSL could not make one.
+///
+/// # Safety
+/// Plain libcrypto calls; `id` is a key type OpenSSL has a method for.
+unsafe fn copy_pkey_method(id: c_int, flags: c_int) -> *mut ffi::EVP_PKEY_METHOD {
+    // SAFETY: per the contract above.
+    unsafe {
+        let m = ffi::EVP_PKEY_meth_new(id, flags);
+        if !m.is_null() {
+            // Copies the functions, not the id or the flags.
+            ffi::EVP_PKEY_meth_copy(m, ffi::EVP_PKEY_meth_find(id));
+        }
+        m
+    }
+}
+
 unsafe fn bind(e: *mut ffi::ENGINE) -> Result<c_int, Failure> {
     let rsa_pmeth = rsa::new_pkey_method();
     let ec_pmeth = ec::new_pkey_method();

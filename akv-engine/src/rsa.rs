@@ -63,12 +63,11 @@ pub fn new_pkey_method() -> *mut ffi::EVP_PKEY_METHOD {
     // SAFETY: creating and filling a fresh method. AUTOARGLEN makes OpenSSL answer size
     // queries and check output buffer sizes before calling us.
     unsafe {
-        let original = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_RSA);
-        let m = ffi::EVP_PKEY_meth_new(ffi::EVP_PKEY_RSA, ffi::EVP_PKEY_FLAG_AUTOARGLEN);
+        let m = crate::copy_pkey_method(ffi::EVP_PKEY_RSA, ffi::EVP_PKEY_FLAG_AUTOARGLEN);
         if m.is_null() {
             return m;
         }
-        ffi::EVP_PKEY_meth_copy(m, original);
+        let original = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_RSA);
         let (mut sign_init, mut sign, mut dec_init, mut dec) = (None, None, None, None);
         ffi::EVP_PKEY_meth_get_sign(original, &mut sign_init, &mut sign);
         ffi::EVP_PKEY_meth_get_decrypt(original, &mut dec_init, &mut dec);
