@@ -13,6 +13,8 @@ use akv_frontend::remote::{VaultKey, Via};
 
 use crate::keys;
 
+/// OpenSSL's own functions: of its EC_KEY_METHOD, and the sign and derive of its EC
+/// EVP_PKEY_METHOD.
 struct Originals {
     sign: ffi::EcSignFn,
     sign_setup: ffi::EcSignSetupFn,
@@ -23,6 +25,10 @@ struct Originals {
     set_group: ffi::EcSetGroupFn,
     set_private: ffi::EcSetPrivateFn,
     set_public: ffi::EcSetPublicFn,
+    pkey_sign_init: ffi::PkeyInitFn,
+    pkey_sign: ffi::PkeySignFn,
+    pkey_derive_init: ffi::PkeyInitFn,
+    pkey_derive: ffi::PkeyDeriveFn,
 }
 
 static ORIGINALS: OnceLock<Originals> = OnceLock::new();
@@ -39,8 +45,12 @@ fn originals() -> &'static Originals {
             set_group: None,
             set_private: None,
             set_public: None,
+            pkey_sign_init: None,
+            pkey_sign: None,
+            pkey_derive_init: None,
+            pkey_derive: None,
         };
-        // SAFETY: reading OpenSSL's built-in method.
+        // SAFETY: reading OpenSSL's built-in methods.
         unsafe {
             let m = ffi::EC_KEY_OpenSSL();
             ffi::EC_KEY_METHOD_get_sign(m, &mut o.sign, &mut o.sign_setup, &mut o.sign_sig);
@@ -53,6 +63,9 @@ fn originals() -> &'static Originals {
                 &mut o.set_private,
                 &mut o.set_public,
             );
+            let pm = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_EC);
+            ffi::EVP_PKEY_meth_get_sign(pm, &mut o.pkey_sign_init, &mut o.pkey_sign);
+            ffi::EVP_PKEY_meth_get_derive(pm, &mut o.pkey_derive_init, &mut o.pkey_derive);
         }
         o
     })
@@ -81,34 +94,6 @@ pub fn new_ec_key_method() -> *mut ffi::EC_KEY_METHOD {
     }
 }
 
-/// OpenSSL's own sign and derive of its EC EVP_PKEY_METHOD.
-struct PkeyOriginals {
-    sign_init: ffi::PkeyInitFn,
-    sign: ffi::PkeySignFn,
-    derive_init: ffi::PkeyInitFn,
-    derive: ffi::PkeyDeriveFn,
-}
-
-static PKEY_ORIGINALS: OnceLock<PkeyOriginals> = OnceLock::new();
-
-fn pkey_originals() -> &'static PkeyOriginals {
-    PKEY_ORIGINALS.get_or_init(|| {
-        let mut o = PkeyOriginals {
-            sign_init: None,
-            sign: None,
-            derive_init: None,
-            derive: None,
-        };
-        // SAFETY: reading OpenSSL's built-in method.
-        unsafe {
-            let m = ffi::EVP_PKEY_meth_find(ffi::EVP_PKEY_EC);
-            ffi::EVP_PKEY_meth_get_sign(m, &mut o.sign_init, &mut o.sign);
-            ffi::EVP_PKEY_meth_get_derive(m, &mut o.derive_init, &mut o.derive);
-        }
-        o
-    })
-}
-
 /// A copy of OpenSSL's EC EVP_PKEY_METHOD (needed so that the engine can be attached to EC
 /// keys) with our sign, and without the AUTOARGLEN flag. With the flag, OpenSSL asks the
 /// key's size before every signature (`EVP_PKEY_get_size`, which for EC is `ECDSA_size`: a
@@ -117,13 +102,13 @@ fn pkey_originals() -> &'static PkeyOriginals {
 /// keys with the size known per curve, and leaves other keys to OpenSSL's sign, which does
 /// them itself; our derive does them as OpenSSL would before its own derive.
 pub fn new_pkey_method() -> *mut ffi::EVP_PKEY_METHOD {
-    let o = pkey_originals();
+    let o = originals();
     // SAFETY: creating and filling a fresh method.
     unsafe {
         let m = crate::copy_pkey_method(ffi::EVP_PKEY_EC, 0);
         if !m.is_null() {
-            ffi::EVP_PKEY_meth_set_sign(m, o.sign_init, Some(pkey_sign));
-            ffi::EVP_PKEY_meth_set_derive(m, o.derive_init, Some(pkey_derive));
+            ffi::EVP_PKEY_meth_set_sign(m, o.pkey_sign_init, Some(pkey_sign));
+            ffi::EVP_PKEY_meth_set_derive(m, o.pkey_derive_init, Some(pkey_derive));
         }
         m
     }
@@ -145,16 +130,6 @@ unsafe fn key_of_ctx(ctx: *mut ffi::EVP_PKEY_CTX) -> Option<(Arc<VaultKey>, *mut
     }
 }
 
-/// Raises an EVP error as OpenSSL's own checks do.
-fn raise_evp(reason: c_int, function: &'static std::ffi::CStr) {
-    // SAFETY: plain calls into libcrypto with valid C strings.
-    unsafe {
-        ffi::ERR_new();
-        ffi::ERR_set_debug(c"akv-engine".as_ptr(), 0, function.as_ptr());
-        ffi::ERR_set_error(ffi::ERR_LIB_EVP, reason, std::ptr::null());
-    }
-}
-
 /// What AUTOARGLEN has OpenSSL do before calling a method, for an output of at most `size`
 /// bytes: answer a size query, refuse a smaller buffer. `Some` ends the call with that value.
 ///
@@ -167,7 +142,7 @@ unsafe fn autoarg(
     function: &'static std::ffi::CStr,
 ) -> Option<c_int> {
     if size == 0 {
-        raise_evp(ffi::EVP_R_INVALID_KEY, function);
+        crate::errors::raise_evp(ffi::EVP_R_INVALID_KEY, function);
         return Some(0);
     }
     // SAFETY: per the contract above.
@@ -177,7 +152,7 @@ unsafe fn autoarg(
             return Some(1);
         }
         if *outlen < size {
-            raise_evp(ffi::EVP_R_BUFFER_TOO_SMALL, function);
+            crate::errors::raise_evp(ffi::EVP_R_BUFFER_TOO_SMALL, function);
             return Some(0);
         }
     }
@@ -196,7 +171,7 @@ unsafe extern "C" fn pkey_sign(
         // OpenSSL's own sign answers size queries and checks the buffer itself, against
         // the size AUTOARGLEN would have used.
         return guard(c"ecdsa_pkey_sign", 0, || {
-            Ok(match pkey_originals().sign {
+            Ok(match originals().pkey_sign {
                 // SAFETY: OpenSSL's own function with the arguments it gave us.
                 Some(f) => unsafe { f(ctx, sig, siglen, tbs, tbslen) },
                 None => 0,
@@ -244,7 +219,7 @@ unsafe extern "C" fn pkey_derive(
             if let Some(done) = autoarg(key, keylen, size, c"ecdh_pkey_derive") {
                 return Ok(done);
             }
-            Ok(match pkey_originals().derive {
+            Ok(match originals().pkey_derive {
                 Some(f) => f(ctx, key, keylen),
                 None => 0,
             })

@@ -64,18 +64,30 @@ pub fn unregister() {
 
 /// Puts a failure on OpenSSL's error queue.
 fn raise(failure: &Failure, function: &'static CStr) {
-    let lib = LIBRARY.load(Ordering::SeqCst);
     let message = CString::new(failure.message.replace('\0', " ")).unwrap_or_default();
+    push(
+        LIBRARY.load(Ordering::SeqCst),
+        failure.reason as c_int,
+        function,
+        Some(&message),
+    );
+}
+
+/// Puts an EVP error on the queue, as OpenSSL's own checks do (for the checks the engine
+/// makes in OpenSSL's place; see `ec::autoarg`).
+pub fn raise_evp(reason: c_int, function: &'static CStr) {
+    push(ffi::ERR_LIB_EVP, reason, function, None);
+}
+
+fn push(lib: c_int, reason: c_int, function: &'static CStr, message: Option<&CStr>) {
     // SAFETY: ERR_set_error copies the formatted text; all pointers are valid C strings.
     unsafe {
         ffi::ERR_new();
         ffi::ERR_set_debug(c"akv-engine".as_ptr(), 0, function.as_ptr());
-        ffi::ERR_set_error(
-            lib,
-            failure.reason as c_int,
-            c"%s".as_ptr(),
-            message.as_ptr(),
-        );
+        match message {
+            Some(text) => ffi::ERR_set_error(lib, reason, c"%s".as_ptr(), text.as_ptr()),
+            None => ffi::ERR_set_error(lib, reason, std::ptr::null()),
+        }
     }
 }
 
