@@ -79,7 +79,7 @@ pub fn key_text(bytes: &[u8]) -> Result<&str, Failure> {
 
 /// Parses a key string, fetches the key once and checks that it can be used here.
 pub fn load_key(text: &str) -> Result<VaultKey, Failure> {
-    let started = std::time::Instant::now();
+    let started = log::Stopwatch::start(log::Level::Info);
     let (key, bundle) = with_enough_stack(|| {
         let runtime = runtime::runtime()?;
         let key = KeyId::parse(text, &runtime.policy)
@@ -130,9 +130,8 @@ pub fn load_key(text: &str) -> Result<VaultKey, Failure> {
         }
     };
     log::info(format_args!(
-        "loaded {pinned} ({}) in {:?}",
-        bundle.kty,
-        started.elapsed()
+        "loaded {pinned} ({}) in {started}",
+        bundle.kty
     ));
     Ok(VaultKey {
         named: text.to_string(),
@@ -148,7 +147,7 @@ pub fn load_key(text: &str) -> Result<VaultKey, Failure> {
 /// the vault keeps its key under the same name): its DER, or `None` when there is none
 /// (Key Vault answers 404). A Managed HSM keeps no certificates: asking one is an error.
 pub fn load_certificate(text: &str) -> Result<Option<Vec<u8>>, Failure> {
-    let started = std::time::Instant::now();
+    let started = log::Stopwatch::start(log::Level::Info);
     let fetched = with_enough_stack(|| {
         let runtime = runtime::runtime()?;
         let key = KeyId::parse(text, &runtime.policy)
@@ -192,9 +191,8 @@ pub fn load_certificate(text: &str) -> Result<Option<Vec<u8>>, Failure> {
         Ok(()) => {}
     }
     log::info(format_args!(
-        "loaded the certificate {} in {:?}",
-        bundle.id,
-        started.elapsed()
+        "loaded the certificate {} in {started}",
+        bundle.id
     ));
     Ok(Some(bundle.der))
 }
@@ -240,16 +238,15 @@ pub async fn sign(
     alg: SignAlgorithm,
     digest: &[u8],
 ) -> Result<Vec<u8>, Failure> {
-    let started = std::time::Instant::now();
+    let started = log::Stopwatch::start(log::Level::Debug);
     let signature = call(via, key, akv_proto::KeyCall::sign(alg, digest))
         .await?
         .map_err(|e| {
             Failure::of_operation(Reason::Sign, format!("{key} {}: {e}", alg.as_str()), &e)
         })?;
     log::debug(format_args!(
-        "signed with {key} {} in {:?}",
-        alg.as_str(),
-        started.elapsed()
+        "signed with {key} {} in {started}",
+        alg.as_str()
     ));
     Ok(signature)
 }
@@ -261,16 +258,15 @@ pub async fn decrypt(
     alg: EncryptAlgorithm,
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, Failure> {
-    let started = std::time::Instant::now();
+    let started = log::Stopwatch::start(log::Level::Debug);
     let plaintext = call(via, key, akv_proto::KeyCall::decrypt(alg, ciphertext))
         .await?
         .map_err(|e| {
             Failure::of_operation(Reason::Decrypt, format!("{key} {}: {e}", alg.as_str()), &e)
         })?;
     log::debug(format_args!(
-        "decrypted with {key} {} in {:?}",
-        alg.as_str(),
-        started.elapsed()
+        "decrypted with {key} {} in {started}",
+        alg.as_str()
     ));
     Ok(plaintext)
 }
