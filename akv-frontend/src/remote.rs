@@ -283,7 +283,7 @@ pub async fn sign_rsa(
     let (alg, hash) = akv_proto::rsa_sign(params, input)
         .map_err(|e| Failure::new(Reason::NotPossibleRemotely, format!("{}: {e}", key.key)))?;
     let size = params.modulus_bits.div_ceil(8);
-    let signature = sign(via, &key.key, alg, &hash).await?;
+    let signature = sign(via, &key.key, alg, hash).await?;
     if signature.len() > size {
         return Err(Failure::new(
             Reason::Sign,

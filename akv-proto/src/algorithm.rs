@@ -3,6 +3,7 @@
 //! the operation cannot be done remotely. Pure functions: the engine calls them, the tests
 //! drive them with tables.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// An ECDSA curve Key Vault supports.
@@ -395,23 +396,23 @@ fn check_len(digest: Digest, input: &[u8]) -> Result<(), AlgorithmError> {
 
 /// Chooses the Key Vault algorithm for an RSA signature and returns it with the digest to
 /// send. `input` is what OpenSSL passes to the sign callback: the digest, or (PKCS#1 without
-/// a digest set) a DigestInfo.
-pub fn rsa_sign(
+/// a digest set) a DigestInfo. The digest is a part of `input`, not a copy.
+pub fn rsa_sign<'a>(
     params: &RsaSignParams,
-    input: &[u8],
-) -> Result<(SignAlgorithm, Vec<u8>), AlgorithmError> {
+    input: &'a [u8],
+) -> Result<(SignAlgorithm, &'a [u8]), AlgorithmError> {
     match params.padding {
         RsaPadding::Pkcs1 => match params.digest {
             Some(digest) => {
                 let alg = rsa_algorithm(false, digest)?;
                 check_len(digest, input)?;
-                Ok((alg, input.to_vec()))
+                Ok((alg, input))
             }
             None => {
                 for (digest, prefix) in DIGEST_INFO_PREFIXES {
                     if let Some(hash) = input.strip_prefix(prefix) {
                         if Some(hash.len()) == digest.output_len() {
-                            return Ok((rsa_algorithm(false, digest)?, hash.to_vec()));
+                            return Ok((rsa_algorithm(false, digest)?, hash));
                         }
                     }
                 }
@@ -443,7 +444,7 @@ pub fn rsa_sign(
                     what: format!("a salt of {salt} bytes ({hash_len} needed)"),
                 });
             }
-            Ok((alg, input.to_vec()))
+            Ok((alg, input))
         }
         other => Err(AlgorithmError::Padding(other)),
     }
@@ -491,8 +492,11 @@ pub fn rsa_decrypt(params: &RsaDecryptParams) -> Result<EncryptAlgorithm, Algori
 /// Key Vault wants exactly 32/48/64 bytes for ES256(K)/ES384/ES512. ECDSA uses the leftmost
 /// bits of a digest longer than the group order, so a longer digest is cut to the curve size
 /// (P-256 and P-384 orders are whole bytes). A shorter digest is left-padded with zeros,
-/// which leaves the integer ECDSA derives from it unchanged.
-pub fn ecdsa_sign(curve: Curve, digest: &[u8]) -> Result<(SignAlgorithm, Vec<u8>), AlgorithmError> {
+/// which leaves the integer ECDSA derives from it unchanged. Only a padded digest is a copy.
+pub fn ecdsa_sign(
+    curve: Curve,
+    digest: &[u8],
+) -> Result<(SignAlgorithm, Cow<'_, [u8]>), AlgorithmError> {
     let alg = curve.sign_algorithm();
     let want = alg.digest_len();
     let bytes = if digest.len() >= want {
@@ -505,11 +509,11 @@ pub fn ecdsa_sign(curve: Curve, digest: &[u8]) -> Result<(SignAlgorithm, Vec<u8>
                 max: want,
             });
         }
-        digest[..want].to_vec()
+        Cow::Borrowed(&digest[..want])
     } else {
         let mut padded = vec![0u8; want - digest.len()];
         padded.extend_from_slice(digest);
-        padded
+        Cow::Owned(padded)
     };
     Ok((alg, bytes))
 }
@@ -566,7 +570,8 @@ mod tests {
             (pss(Sha256, Auto, None, 525), 32, PS256),
         ];
         for (params, len, want) in ok {
-            let (alg, sent) = rsa_sign(params, &vec![7u8; *len]).unwrap();
+            let input = vec![7u8; *len];
+            let (alg, sent) = rsa_sign(params, &input).unwrap();
             assert_eq!(alg, *want, "{params:?}");
             assert_eq!(sent.len(), want.digest_len());
         }
@@ -705,10 +710,9 @@ mod tests {
             assert_eq!(alg, *want_alg);
             assert_eq!(sent.len(), *sent_len);
             if *len >= *sent_len {
-                assert_eq!(
-                    sent,
-                    digest[..*sent_len],
-                    "truncation keeps the leftmost bytes"
+                assert!(
+                    matches!(sent, Cow::Borrowed(b) if b == &digest[..*sent_len]),
+                    "truncation keeps the leftmost bytes, without a copy"
                 );
             } else {
                 assert!(sent[..sent_len - len].iter().all(|b| *b == 0));

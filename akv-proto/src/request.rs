@@ -163,19 +163,32 @@ impl fmt::Debug for KeyCall {
 }
 
 /// A client request id (`x-ms-client-request-id`): the caller makes it unique (proto has
-/// no randomness); only characters safe in a header are kept.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientRequestId(String);
+/// no randomness); only characters safe in a header are kept. Held inline, not on the heap:
+/// one is made for every operation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientRequestId {
+    bytes: [u8; ClientRequestId::MAX],
+    len: u8,
+}
 
 impl ClientRequestId {
+    const MAX: usize = 64;
+
     /// Keeps `[0-9A-Za-z-]`, at most 64 characters.
     pub fn new(id: &str) -> ClientRequestId {
-        ClientRequestId(
-            id.chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .take(64)
-                .collect(),
-        )
+        let mut kept = ClientRequestId {
+            bytes: [0; ClientRequestId::MAX],
+            len: 0,
+        };
+        for b in id
+            .bytes()
+            .filter(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            .take(ClientRequestId::MAX)
+        {
+            kept.bytes[usize::from(kept.len)] = b;
+            kept.len += 1;
+        }
+        kept
     }
 
     /// Formats a UUID-shaped id from 128 caller-supplied random or unique bits.
@@ -183,26 +196,34 @@ impl ClientRequestId {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         // A byte at a time into a buffer: a `String::push` and a 128-bit shift per character
         // cost a thousand instructions, and an id is made for every operation.
-        let mut id = [b'-'; 36];
+        let mut id = ClientRequestId {
+            bytes: [b'-'; ClientRequestId::MAX],
+            len: 36,
+        };
         let mut at = 0;
         for (i, byte) in bits.to_be_bytes().into_iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
                 at += 1;
             }
-            id[at] = HEX[usize::from(byte >> 4)];
-            id[at + 1] = HEX[usize::from(byte & 0xf)];
+            id.bytes[at] = HEX[usize::from(byte >> 4)];
+            id.bytes[at + 1] = HEX[usize::from(byte & 0xf)];
             at += 2;
         }
-        ClientRequestId(
-            std::str::from_utf8(&id)
-                .expect("hex digits and dashes are ASCII")
-                .to_owned(),
-        )
+        id
     }
 
     /// The id.
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
+            .expect("a request id holds ASCII letters, digits and dashes only")
+    }
+}
+
+impl std::fmt::Debug for ClientRequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ClientRequestId")
+            .field(&self.as_str())
+            .finish()
     }
 }
 

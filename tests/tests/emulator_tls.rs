@@ -178,8 +178,8 @@ fn blocking_backend_signs_and_decrypts_with_every_key_over_https() {
         let PublicKey::Ec { curve, .. } = bundle.public_key else {
             panic!()
         };
-        let (alg, digest) =
-            akv_proto::ecdsa_sign(curve, &hash(digest_for(48), b"hello").unwrap()).unwrap();
+        let hashed = hash(digest_for(48), b"hello").unwrap();
+        let (alg, digest) = akv_proto::ecdsa_sign(curve, &hashed).unwrap();
         let signature = client.sign(&k, alg, &digest).unwrap();
         verify_locally(&emulator, name, alg, &digest, &signature);
         assert!(
@@ -246,8 +246,8 @@ fn async_backend_signs_and_decrypts_with_every_key_over_https() {
             let PublicKey::Ec { curve, .. } = bundle.public_key else {
                 panic!()
             };
-            let (alg, digest) =
-                akv_proto::ecdsa_sign(curve, &hash(digest_for(32), b"hello").unwrap()).unwrap();
+            let hashed = hash(digest_for(32), b"hello").unwrap();
+            let (alg, digest) = akv_proto::ecdsa_sign(curve, &hashed).unwrap();
             let signature = client.sign(&k, alg, &digest).await.unwrap();
             verify_locally(&emulator, name, alg, &digest, &signature);
         }
