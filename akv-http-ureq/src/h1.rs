@@ -40,42 +40,65 @@ const READ_CHUNK: usize = 16 * 1024;
 
 const USER_AGENT: &str = concat!("e_akv/", env!("CARGO_PKG_VERSION"));
 
-/// Where a connection goes: requests to the same origin share connections. A request's
-/// origin borrows its host from the URL; a kept connection's owns it (copied when the
+/// Where a connection goes: requests to the same origin share connections. An origin is the
+/// URL's scheme and authority as written (two spellings of one origin only make two pools):
+/// comparing them costs less than parsing the port out for every request. A request's origin
+/// borrows the authority from the URL; a kept connection's owns it (copied when the
 /// connection is opened, not for every request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Origin<'a> {
     tls: bool,
-    /// Without the brackets of an IPv6 literal.
-    host: Cow<'a, str>,
-    port: u16,
+    authority: Cow<'a, str>,
 }
 
 impl Origin<'_> {
     fn of(uri: &http::Uri) -> Result<Origin<'_>, TransportError> {
-        let other =
-            |why: &str| TransportError::new(TransportErrorKind::Other, format!("{uri}: {why}"));
         let tls = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => return Err(other("only http and https URLs can be requested")),
+            _ => return Err(invalid(uri, "only http and https URLs can be requested")),
         };
-        let host = uri.host().ok_or_else(|| other("the URL has no host"))?;
-        let host = Cow::Borrowed(host.trim_start_matches('[').trim_end_matches(']'));
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Origin { tls, host, port })
+        match uri.authority() {
+            Some(authority) if uri.host().is_some() => Ok(Origin {
+                tls,
+                authority: Cow::Borrowed(authority.as_str()),
+            }),
+            _ => Err(invalid(uri, "the URL has no host")),
+        }
     }
 
     fn into_owned(self) -> Origin<'static> {
         Origin {
-            host: Cow::Owned(self.host.into_owned()),
+            authority: Cow::Owned(self.authority.into_owned()),
             ..self
         }
     }
 
-    fn name(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+    /// The host (without the brackets of an IPv6 literal) and the port, for opening a
+    /// connection and for naming it in errors.
+    fn host_port(&self) -> (String, u16) {
+        let default = if self.tls { 443 } else { 80 };
+        // It parsed as a part of a URL: it parses alone.
+        match self.authority.parse::<http::uri::Authority>() {
+            Ok(a) => (
+                a.host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                a.port_u16().unwrap_or(default),
+            ),
+            Err(_) => (self.authority.to_string(), default),
+        }
     }
+
+    fn name(&self) -> String {
+        let (host, port) = self.host_port();
+        format!("{host}:{port}")
+    }
+}
+
+fn invalid(uri: &http::Uri, why: &str) -> TransportError {
+    TransportError::new(TransportErrorKind::Other, format!("{uri}: {why}"))
 }
 
 /// One connection, with TLS when the origin asks for it.
@@ -205,17 +228,18 @@ impl Direct {
     fn open(&self, origin: &Origin<'_>, deadline: Instant) -> Result<Conn, TransportError> {
         let connect_by = deadline.min(Instant::now() + self.connect_timeout);
         let left = connect_by.saturating_duration_since(Instant::now());
+        let (host, port) = origin.host_port();
         let addrs = self
             .resolver
-            .addrs(&origin.host, origin.port, Some(left))
+            .addrs(&host, port, Some(left))
             .map_err(|e| match e {
                 LookupError::Timeout => TransportError::new(
                     TransportErrorKind::Timeout,
-                    format!("looking up {} took too long", origin.host),
+                    format!("looking up {host} took too long"),
                 ),
                 LookupError::NotFound(e) => TransportError::new(
                     TransportErrorKind::Connect,
-                    format!("cannot look up {}: {e}", origin.host),
+                    format!("cannot look up {host}: {e}"),
                 ),
             })?;
         let socket = Socket::connect(&addrs, connect_by).map_err(|e| {
@@ -230,7 +254,7 @@ impl Direct {
             let tls_error = |e: String| {
                 TransportError::new(TransportErrorKind::Tls, format!("{}: {e}", origin.name()))
             };
-            let name = ServerName::try_from(origin.host.to_string())
+            let name = ServerName::try_from(host)
                 .map_err(|e| tls_error(format!("not a TLS server name: {e}")))?;
             let conn = rustls::ClientConnection::new(self.tls.clone(), name)
                 .map_err(|e| tls_error(e.to_string()))?;
@@ -565,6 +589,30 @@ mod tests {
             2,
             max_body_bytes,
         )
+    }
+
+    #[test]
+    fn origins_compare_as_written_and_give_host_and_port() {
+        let origin = |url: &str| Origin::of(&url.parse().unwrap()).map(Origin::into_owned);
+        let cases = [
+            ("https://myvault.vault.azure.net/keys/k", "myvault.vault.azure.net", 443),
+            ("http://127.0.0.1:39193/keys/k", "127.0.0.1", 39193),
+            ("http://localhost/x", "localhost", 80),
+            ("https://[::1]:8443/x", "::1", 8443),
+            ("https://[::1]/x", "::1", 443),
+        ];
+        for (url, host, port) in cases {
+            let o = origin(url).unwrap();
+            assert_eq!(o.host_port(), (host.to_owned(), port), "{url}");
+            assert_eq!(o.name(), format!("{host}:{port}"));
+        }
+        assert_eq!(origin("https://a.b/x"), origin("https://a.b/y?z=1"));
+        assert_ne!(origin("https://a.b/x"), origin("http://a.b/x"));
+        assert_ne!(origin("https://a.b/x"), origin("https://a.b:444/x"));
+        for bad in ["ftp://a.b/x", "/no/host"] {
+            let e = origin(bad).unwrap_err();
+            assert_eq!(e.kind, TransportErrorKind::Other, "{bad}: {e}");
+        }
     }
 
     fn get(d: &Direct, url: &str) -> Result<HttpResponse, TransportError> {
