@@ -232,9 +232,8 @@ unsafe extern "C" {
     pub fn EVP_PKEY_free(pkey: *mut EVP_PKEY);
     pub fn EVP_PKEY_assign(pkey: *mut EVP_PKEY, kind: c_int, key: *mut c_void) -> c_int;
     pub fn EVP_PKEY_set1_engine(pkey: *mut EVP_PKEY, e: *mut ENGINE) -> c_int;
-    pub fn EVP_PKEY_get_base_id(pkey: *const EVP_PKEY) -> c_int;
-    pub fn EVP_PKEY_get0_RSA(pkey: *const EVP_PKEY) -> *const RSA;
-    pub fn EVP_PKEY_get0_EC_KEY(pkey: *const EVP_PKEY) -> *const EC_KEY;
+    pub fn EVP_PKEY_get_id(pkey: *const EVP_PKEY) -> c_int;
+    pub fn EVP_PKEY_get0(pkey: *const EVP_PKEY) -> *mut c_void;
 
     pub fn RSA_new_method(e: *mut ENGINE) -> *mut RSA;
     pub fn RSA_free(r: *mut RSA);
