@@ -595,7 +595,11 @@ mod tests {
     fn origins_compare_as_written_and_give_host_and_port() {
         let origin = |url: &str| Origin::of(&url.parse().unwrap()).map(Origin::into_owned);
         let cases = [
-            ("https://myvault.vault.azure.net/keys/k", "myvault.vault.azure.net", 443),
+            (
+                "https://myvault.vault.azure.net/keys/k",
+                "myvault.vault.azure.net",
+                443,
+            ),
             ("http://127.0.0.1:39193/keys/k", "127.0.0.1", 39193),
             ("http://localhost/x", "localhost", 80),
             ("https://[::1]:8443/x", "::1", 8443),
