@@ -193,31 +193,42 @@ impl ClientRequestId {
 
     /// Formats a UUID-shaped id from 128 caller-supplied random or unique bits.
     pub fn from_u128(bits: u128) -> ClientRequestId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        // A byte at a time into a buffer: a `String::push` and a 128-bit shift per character
-        // cost a thousand instructions, and an id is made for every operation.
+        // Where each byte's two hex digits go in `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+        const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
         let mut id = ClientRequestId {
             bytes: [b'-'; ClientRequestId::MAX],
             len: 36,
         };
-        let mut at = 0;
-        for (i, byte) in bits.to_be_bytes().into_iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                at += 1;
-            }
-            id.bytes[at] = HEX[usize::from(byte >> 4)];
-            id.bytes[at + 1] = HEX[usize::from(byte & 0xf)];
-            at += 2;
+        // A byte's two digits from one table: an id is made for every operation.
+        for (byte, at) in bits.to_be_bytes().into_iter().zip(AT) {
+            id.bytes[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
         }
         id
     }
 
+    /// The id's bytes: ASCII letters, digits and dashes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
+        std::str::from_utf8(self.as_bytes())
             .expect("a request id holds ASCII letters, digits and dashes only")
     }
 }
+
+/// The two lowercase hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    pairs
+};
 
 impl std::fmt::Debug for ClientRequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,7 +281,7 @@ pub fn build_request(
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
     // Request ids hold only [0-9A-Za-z-] (see ClientRequestId::new). The id is not asked
     // back (`x-ms-return-client-request-id`): nothing reads the echo (see `read_headers`).
-    if let Ok(id) = HeaderValue::from_str(request_id.as_str()) {
+    if let Ok(id) = HeaderValue::from_bytes(request_id.as_bytes()) {
         headers.insert(CLIENT_REQUEST_ID, id);
     }
     if post {
@@ -318,6 +329,10 @@ mod tests {
         assert_eq!(
             ClientRequestId::from_u128(0).as_str(),
             "00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(
+            ClientRequestId::from_u128(u128::MAX).as_str(),
+            "ffffffff-ffff-ffff-ffff-ffffffffffff"
         );
     }
 
