@@ -17,8 +17,9 @@ use crate::ffi;
 /// Vault keys by the address of their `RSA` / `EC_KEY` object. Looked up by object address
 /// rather than kept in ex_data: OpenSSL copies ex_data pointers when it duplicates a key,
 /// which would free ours twice.
-static REGISTRY: Mutex<Option<HashMap<usize, Arc<VaultKey>, BuildHasherDefault<AddressHasher>>>> =
-    Mutex::new(None);
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+type Registry = HashMap<usize, Arc<VaultKey>, BuildHasherDefault<AddressHasher>>;
 
 /// Hashes an object's address for the registry, which looks one up for every operation:
 /// SipHash, the default, guards against keys an attacker picks, which addresses are not,
