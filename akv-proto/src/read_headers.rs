@@ -37,11 +37,30 @@ pub static READ_HEADERS: [(&str, HeaderName); 9] = [
 /// The name of a read header, given as a server wrote it (a token, in any case); `None` for
 /// a header the protocol does not read.
 pub(crate) fn read_name(raw: &str) -> Option<&'static HeaderName> {
-    READ_HEADERS
-        .iter()
-        .find(|(text, _)| same_name(text.as_bytes(), raw.as_bytes()))
-        .map(|(_, name)| name)
+    // Only the read names of the same length are compared: most of an answer's names have
+    // a length no read name has, and are passed over at once.
+    let mut candidates = *BY_LENGTH.get(raw.len())?;
+    while candidates != 0 {
+        let (text, name) = &READ_HEADERS[candidates.trailing_zeros() as usize];
+        if same_name(text.as_bytes(), raw.as_bytes()) {
+            return Some(name);
+        }
+        candidates &= candidates - 1;
+    }
+    None
 }
+
+/// For each name length, the read headers of that length (bit `i`: `READ_HEADERS[i]`).
+static BY_LENGTH: [u16; 32] = {
+    let mut by_length = [0u16; 32];
+    let mut i = 0;
+    while i < READ_HEADERS.len() {
+        // A longer name would be an index out of bounds here: a compile error.
+        by_length[READ_HEADERS[i].0.len()] |= 1 << i;
+        i += 1;
+    }
+    by_length
+};
 
 /// `headers` with only the read ones, for a backend whose HTTP library made them all.
 pub fn keep_read(headers: HeaderMap) -> HeaderMap {
