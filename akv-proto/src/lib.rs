@@ -31,7 +31,7 @@
 //!
 //! let mut op = Operation::new(
 //!     key,
-//!     KeyCall::Sign { alg, digest },
+//!     KeyCall::Sign { alg, digest: digest.into_owned() },
 //!     OperationConfig::default(),
 //!     ClientRequestId::new("example-1"),
 //!     Instant::now(),
