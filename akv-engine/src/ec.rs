@@ -120,18 +120,8 @@ pub fn new_pkey_method() -> *mut ffi::EVP_PKEY_METHOD {
 /// `ctx` is the live context OpenSSL called us with.
 unsafe fn key_of_ctx(ctx: *mut ffi::EVP_PKEY_CTX) -> Option<(Arc<VaultKey>, *mut ffi::EC_KEY)> {
     // SAFETY: per the contract above.
-    unsafe {
-        let pkey = ffi::EVP_PKEY_CTX_get0_pkey(ctx);
-        // The key's own type, not its base type: OpenSSL looks the base up in the tables of
-        // the loaded engines, under a lock, on every call. Our keys are made with this type;
-        // an alias of it is not ours and goes to OpenSSL's method.
-        if pkey.is_null() || ffi::EVP_PKEY_get_id(pkey) != ffi::EVP_PKEY_EC {
-            return None;
-        }
-        // The key the type says (get0_EC_KEY would look the base type up again).
-        let eckey = ffi::EVP_PKEY_get0(pkey).cast::<ffi::EC_KEY>();
-        ours(eckey).map(|data| (data, eckey))
-    }
+    let eckey = unsafe { crate::ctx_key(ctx, ffi::EVP_PKEY_EC) }.cast::<ffi::EC_KEY>();
+    ours(eckey).map(|data| (data, eckey))
 }
 
 /// What AUTOARGLEN has OpenSSL do before calling a method, for an output of at most `size`

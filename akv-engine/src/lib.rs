@@ -123,6 +123,25 @@ unsafe fn copy_pkey_method(id: c_int, flags: c_int) -> *mut ffi::EVP_PKEY_METHOD
     }
 }
 
+/// The RSA or EC_KEY object behind a pkey context whose key has type `id`; null for any
+/// other key. The key's own type, not its base type: `EVP_PKEY_get_base_id` (and
+/// `get0_RSA` / `get0_EC_KEY`, which check it) look the base up in the loaded engines'
+/// tables, under a lock, on every call. Our keys are made with these types; an alias of one
+/// is not ours and goes to OpenSSL's method.
+///
+/// # Safety
+/// `ctx` is the live context OpenSSL called a pkey method with.
+unsafe fn ctx_key(ctx: *mut ffi::EVP_PKEY_CTX, id: c_int) -> *mut c_void {
+    // SAFETY: per the contract above.
+    unsafe {
+        let pkey = ffi::EVP_PKEY_CTX_get0_pkey(ctx);
+        if pkey.is_null() || ffi::EVP_PKEY_get_id(pkey) != id {
+            return std::ptr::null_mut();
+        }
+        ffi::EVP_PKEY_get0(pkey)
+    }
+}
+
 unsafe fn bind(e: *mut ffi::ENGINE) -> Result<c_int, Failure> {
     let rsa_pmeth = rsa::new_pkey_method();
     let ec_pmeth = ec::new_pkey_method();

@@ -96,17 +96,7 @@ pub fn new_rsa_method() -> *mut ffi::RSA_METHOD {
 
 unsafe fn key_of_ctx(ctx: *mut ffi::EVP_PKEY_CTX) -> Option<std::sync::Arc<VaultKey>> {
     // SAFETY: ctx is the live context OpenSSL called us with.
-    unsafe {
-        let pkey = ffi::EVP_PKEY_CTX_get0_pkey(ctx);
-        // The key's own type, not its base type: OpenSSL looks the base up in the tables of
-        // the loaded engines, under a lock, on every call. Our keys are made with this type;
-        // an alias of it is not ours and goes to OpenSSL's method.
-        if pkey.is_null() || ffi::EVP_PKEY_get_id(pkey) != ffi::EVP_PKEY_RSA {
-            return None;
-        }
-        // The key the type says (get0_RSA would look the base type up again).
-        keys::lookup(ffi::EVP_PKEY_get0(pkey).cast())
-    }
+    keys::lookup(unsafe { crate::ctx_key(ctx, ffi::EVP_PKEY_RSA) })
 }
 
 /// Asks the method's own ctrl (see [`Originals::ctrl`]) for a value; `None` when it has none
