@@ -37,32 +37,55 @@ pub fn raw_to_der(curve: Curve, raw: &[u8]) -> Result<Vec<u8>, SignatureFormatEr
             got: raw.len(),
         });
     }
-    let r = der_integer(&raw[..width]);
-    let s = der_integer(&raw[width..]);
-    let mut out = Vec::with_capacity(r.len() + s.len() + 4);
+    let (r, s) = (DerInteger::of(&raw[..width]), DerInteger::of(&raw[width..]));
+    let body = r.encoded_len() + s.encoded_len();
+    // Written into one buffer of the final size: this runs for every ECDSA signature.
+    let mut out = Vec::with_capacity(body + 3);
     out.push(0x30);
-    push_len(&mut out, r.len() + s.len());
-    out.extend_from_slice(&r);
-    out.extend_from_slice(&s);
+    push_len(&mut out, body);
+    r.write(&mut out);
+    s.write(&mut out);
     Ok(out)
 }
 
-/// A non-negative big-endian integer as a DER INTEGER: minimal, with a 0x00 byte when the
-/// top bit is set.
-fn der_integer(bytes: &[u8]) -> Vec<u8> {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    let mut magnitude = &bytes[start..];
-    if magnitude.is_empty() {
-        magnitude = &[0];
+/// A non-negative big-endian integer as a DER INTEGER: its minimal magnitude, after a 0x00
+/// byte when the magnitude's top bit is set.
+struct DerInteger<'a> {
+    magnitude: &'a [u8],
+    pad: bool,
+}
+
+impl<'a> DerInteger<'a> {
+    fn of(bytes: &'a [u8]) -> DerInteger<'a> {
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        let magnitude = match &bytes[start..] {
+            [] => &[0][..],
+            m => m,
+        };
+        DerInteger {
+            magnitude,
+            pad: magnitude[0] & 0x80 != 0,
+        }
     }
-    let pad = magnitude[0] & 0x80 != 0;
-    let mut out = vec![0x02];
-    push_len(&mut out, magnitude.len() + pad as usize);
-    if pad {
-        out.push(0);
+
+    fn content_len(&self) -> usize {
+        self.magnitude.len() + self.pad as usize
     }
-    out.extend_from_slice(magnitude);
-    out
+
+    /// Tag, length and content.
+    fn encoded_len(&self) -> usize {
+        let len_bytes = if self.content_len() < 0x80 { 1 } else { 2 };
+        1 + len_bytes + self.content_len()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        out.push(0x02);
+        push_len(out, self.content_len());
+        if self.pad {
+            out.push(0);
+        }
+        out.extend_from_slice(self.magnitude);
+    }
 }
 
 fn push_len(out: &mut Vec<u8>, len: usize) {
