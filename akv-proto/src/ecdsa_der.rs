@@ -40,7 +40,7 @@ pub fn raw_to_der(curve: Curve, raw: &[u8]) -> Result<Vec<u8>, SignatureFormatEr
     let (r, s) = (DerInteger::of(&raw[..width]), DerInteger::of(&raw[width..]));
     let body = r.encoded_len() + s.encoded_len();
     // Written into one buffer of the final size: this runs for every ECDSA signature.
-    let mut out = Vec::with_capacity(body + 3);
+    let mut out = Vec::with_capacity(1 + len_len(body) + body);
     out.push(0x30);
     push_len(&mut out, body);
     r.write(&mut out);
@@ -74,8 +74,7 @@ impl<'a> DerInteger<'a> {
 
     /// Tag, length and content.
     fn encoded_len(&self) -> usize {
-        let len_bytes = if self.content_len() < 0x80 { 1 } else { 2 };
-        1 + len_bytes + self.content_len()
+        1 + len_len(self.content_len()) + self.content_len()
     }
 
     fn write(&self, out: &mut Vec<u8>) {
@@ -86,6 +85,11 @@ impl<'a> DerInteger<'a> {
         }
         out.extend_from_slice(self.magnitude);
     }
+}
+
+/// How many bytes `push_len` writes for `len`.
+fn len_len(len: usize) -> usize {
+    if len < 0x80 { 1 } else { 2 }
 }
 
 fn push_len(out: &mut Vec<u8>, len: usize) {
