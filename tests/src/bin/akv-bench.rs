@@ -480,8 +480,9 @@ fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, qui
                     high * 100.0
                 )
             };
-            worst = worst.min(median(ratio.clone()));
-            worst_same = worst_same.min(median(same_ratio.clone()));
+            let (ratio_cell, same_ratio_cell) = (cell(&ratio), cell(&same_ratio));
+            worst = worst.min(median(ratio));
+            worst_same = worst_same.min(median(same_ratio));
             worst_cpu = worst_cpu.max(cpu);
             let same_cell = if n > 2 {
                 format!("{same:.0}")
@@ -490,19 +491,15 @@ fn floor_section(report: &mut String, lab: &mut Lab, bin: &Path, dir: &Path, qui
             };
             writeln!(
                 report,
-                "| {label} | {n} | {rate:.0} | {cpu:.0} | {wrk:.0} | {:.0} | {} | {same_cell} | {} | {:.0} | {:.0} | {:.0}% |",
+                "| {label} | {n} | {rate:.0} | {cpu:.0} | {wrk:.0} | {:.0} | {ratio_cell} | {same_cell} | {same_ratio_cell} | {:.0} | {:.0} | {:.0}% |",
                 median(wrk_cpu),
-                cell(&ratio),
-                cell(&same_ratio),
                 h1.rate(),
                 h1.cpu_us / h1.requests,
                 rate / h1.rate() * 100.0
             )
             .unwrap();
             eprintln!(
-                "{label} x{n}: engine {rate:.0}/s wrk {wrk:.0}/s, with {n} threads {same:.0}/s; engine/wrk {}, with {n} threads {}",
-                cell(&ratio),
-                cell(&same_ratio)
+                "{label} x{n}: engine {rate:.0}/s wrk {wrk:.0}/s, with {n} threads {same:.0}/s; engine/wrk {ratio_cell}, with {n} threads {same_ratio_cell}"
             );
         }
     }
